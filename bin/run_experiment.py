@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Runs a whole experiment from a config and prints its result table.
+
+  python bin/run_experiment.py --config=configs/mnist5k.py --workdir=runs/mnist5k \
+      [--config.noise.rate=0.2 --config.seed=1 ...]
+
+Leaves config.json, results.json and TensorBoard logs in --workdir (PROTOCOL section 7).
+"""
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from tf_twostage.experiment import run_experiment
+from tf_twostage.report import format_results_table
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the run's artifacts.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        results = run_experiment(_CONFIG.value, _WORKDIR.value)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_results_table([results]))
+    print(f"artifacts: {os.path.abspath(_WORKDIR.value)}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny in-memory splits and the MNIST-5k dataset (loaded once per session)."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from tf_twostage.data.source import ImageSplit  # noqa: E402
+
+
+def make_split(num_examples=40, num_classes=4, shape=(6, 6, 1), seed=0, index_offset=0) -> ImageSplit:
+    """A tiny in-memory split whose pixel (0, 0) encodes the example's position (for checks)."""
+    rng = np.random.RandomState(seed)
+    images = rng.randint(0, 256, size=(num_examples, *shape)).astype(np.uint8)
+    images[:, 0, 0, 0] = np.arange(num_examples) % 256
+    labels = np.arange(num_examples) % num_classes
+    return ImageSplit(
+        labels=labels,
+        index=np.arange(num_examples) + index_offset,
+        num_classes=num_classes,
+        image_shape=shape,
+        images=images,
+        clean_labels=labels,
+    )
+
+
+@pytest.fixture
+def tiny_split():
+    return make_split()
+
+
+@pytest.fixture(scope="session")
+def mnist5k():
+    from tf_twostage.data.datasets import load_mnist5k
+
+    return load_mnist5k()

@@ -1,0 +1,77 @@
+"""The default experiment configuration, shared by every preset under `configs/`.
+
+Presets start from `base_config()` and change only what differs. The returned ConfigDict is locked:
+`--config.KEY=VALUE` overrides of unknown keys, and code that sets a key that does not exist, fail.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every key the runner reads, with the MNIST-5k defaults (the paper's MNIST recipe)."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.method = "ce"  # see tf_twostage.experiment.METHODS
+    config.batch_size = 128  # global batch size (split across replicas under a strategy)
+    config.verbose = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "mnist5k"
+    config.data.dir = ""  # tfds data_dir, Clothing1M root, or the root of a user's folder / CSV data
+    config.data.download = False  # tfds datasets: allow a download (needs network)
+    config.data.val_fraction = 0.1  # of the noisy training set, held out stratified
+    config.data.subtract_mean = False  # per-pixel mean of the training set
+    config.data.image_size = (224, 224)  # on-disk datasets are decoded and resized to this
+    config.data.channels = 3
+    config.data.train = ""  # folder / csv: training source (noisy labels)
+    config.data.test = ""  # folder / csv: test source (clean labels)
+    config.data.clean = ""  # folder / csv: optional clean subset
+    config.data.class_names = ()  # folder / csv: optional explicit class order
+    config.data.on_bad_file = "error"  # missing or unreadable image files: error | skip
+
+    config.noise = ml_collections.ConfigDict()
+    config.noise.type = "asymmetric"  # none | symmetric | uniform | asymmetric | matrix
+    config.noise.rate = 0.6
+    config.noise.mapping = ""  # asymmetric pairs "2->7,3->8"; empty = the paper's pairs
+    config.noise.matrix_file = ""  # type=matrix: a C x C .npy or .csv transition matrix
+
+    config.augment = ml_collections.ConfigDict()
+    config.augment.flip = False
+    config.augment.translate_px = 0
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "mlp"  # mlp | resnet14 | resnet50
+    config.model.hidden_units = (128, 128)  # mlp only
+    config.model.dropout = 0.5  # mlp: after each hidden layer; resnet: between the convs of a unit
+    config.model.input_noise = 0.0  # mlp: GaussianNoise stddev on the input
+    config.model.top_noise = 0.0  # resnet: GaussianNoise stddev above the pooling
+    config.model.weight_decay = 0.0  # resnet14: L2 on the kernels
+    config.model.weights_path = ""  # resnet50: local ImageNet weights file (never downloaded)
+
+    config.stage1 = ml_collections.ConfigDict()  # noisy pre-training (also the `ce` baseline)
+    config.stage1.epochs = 40
+    config.stage1.optimizer = "adagrad"  # adagrad | sgd | adam
+    config.stage1.learning_rate = 0.1
+    config.stage1.momentum = 0.9  # sgd only
+    config.stage1.lr_patience = 10  # epochs without val-accuracy gain before halving the lr
+    config.stage1.lr_factor = 0.5
+    config.stage1.min_lr = 1e-7
+    config.stage1.balance_classes = False
+
+    config.stage2 = ml_collections.ConfigDict()
+    config.stage2.algorithm = "pi"  # pi | temporal_ensembling
+    config.stage2.epochs = 300
+
+    config.distribution = ml_collections.ConfigDict()
+    config.distribution.strategy = "auto"  # auto | none | mirrored | multi_worker
+
+    config.lock()
+    return config
+
+
+def placeholder_str():
+    """A string key that may be left unset (None) yet still be overridden from the command line."""
+    return config_dict.placeholder(str)

@@ -1,0 +1,157 @@
+"""Helpers for datasets of image files on disk (Clothing1M, a user's folder or CSV).
+
+Two boundary checks, both cheap enough for a million files:
+
+* every image path must stay inside the declared data root once `..` and symlinks are resolved, so a
+  list or CSV cannot make the pipeline read arbitrary files;
+* every file must exist, be non-empty and start with JPEG/PNG/GIF/BMP magic bytes, so a broken file
+  stops the run at load time with a clear message instead of crashing `tf.data` hours into training.
+  Only the first bytes are read: a file whose body is truncated still passes and fails at decode time.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+from absl import logging
+
+ON_BAD_FILE_CHOICES = ("error", "skip")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+
+_MAGIC_BYTES = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",  # PNG
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",  # BMP
+)
+_HEADER_LENGTH = max(len(magic) for magic in _MAGIC_BYTES)
+_FILES_PER_TASK = 4096  # files checked per thread task: enough to hide the pool's overhead
+_MAX_THREADS = 8  # opens are I/O-bound: threads help on network or cold disks
+
+
+def check_image_size(image_size) -> tuple:
+    """Returns `image_size` as `(height, width)` after checking it is two positive integers."""
+    size = tuple(image_size)
+    if len(size) != 2 or not all(_is_positive_int(d) for d in size):
+        raise ValueError(f"image_size must be two positive integers (height, width), got {image_size!r}")
+    return tuple(int(d) for d in size)
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+
+
+def check_on_bad_file(on_bad_file: str) -> str:
+    """Returns `on_bad_file` after checking it is one of `ON_BAD_FILE_CHOICES`."""
+    if on_bad_file not in ON_BAD_FILE_CHOICES:
+        raise ValueError(
+            f"on_bad_file must be one of {', '.join(ON_BAD_FILE_CHOICES)}; got {on_bad_file!r}"
+        )
+    return on_bad_file
+
+
+def resolve_paths_under_root(paths: Iterable[str], root: str) -> list:
+    """Absolute real paths of `paths` (relative to `root`, or absolute), refusing any outside `root`.
+
+    Paths are resolved with symlinks and `..` as the OS would follow them (`os.path.realpath`), so the
+    returned paths are the files actually read. Directory resolutions are cached: one `lstat` per file.
+
+    Raises:
+      ValueError: naming the first path that resolves outside `root`.
+    """
+    real_root = os.path.realpath(root)
+    prefix = real_root if real_root.endswith(os.sep) else real_root + os.sep
+    real_dirs = {}
+    resolved_paths = []
+    for path in paths:
+        joined = os.path.join(real_root, path)
+        head, tail = os.path.split(joined)
+        real_head = real_dirs.get(head)
+        if real_head is None:
+            real_head = real_dirs[head] = os.path.realpath(head)
+        resolved = os.path.join(real_head, tail)
+        if tail in ("", ".", "..") or os.path.islink(resolved):
+            resolved = os.path.realpath(joined)
+        if resolved != real_root and not resolved.startswith(prefix):
+            raise ValueError(
+                f"path {path!r} resolves to {resolved!r}, outside the data root {root!r}; "
+                "image paths must stay inside the data directory"
+            )
+        resolved_paths.append(resolved)
+    return resolved_paths
+
+
+def resolve_under_root(path: str, root: str) -> str:
+    """The absolute real path of one `path` (relative to `root`, or absolute) inside `root`."""
+    return resolve_paths_under_root([path], root)[0]
+
+
+def verify_image_files(paths: Sequence[str], on_bad_file: str) -> np.ndarray:
+    """Checks each file exists, is non-empty and starts like a JPEG/PNG/GIF/BMP image.
+
+    Args:
+      paths: file paths.
+      on_bad_file: "error" raises on any bad file; "skip" logs how many were bad and leaves them out.
+
+    Returns:
+      bool `[N]` keep-mask (all True under "error").
+
+    Raises:
+      ValueError: under "error", naming the first bad file, why it is bad and how many are bad.
+    """
+    check_on_bad_file(on_bad_file)
+    paths = list(paths)
+    chunks = [paths[start : start + _FILES_PER_TASK] for start in range(0, len(paths), _FILES_PER_TASK)]
+    num_threads = min(_MAX_THREADS, os.cpu_count() or 1)  # more threads than cores slow warm disks
+    if len(chunks) > 1 and num_threads > 1:
+        with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+            problems = [p for chunk in pool.map(_check_files, chunks) for p in chunk]
+    else:
+        problems = [p for chunk in chunks for p in _check_files(chunk)]
+    keep = np.array([problem is None for problem in problems], dtype=bool)
+    num_bad = int(np.sum(~keep))
+    if num_bad == 0:
+        return keep
+    first = int(np.flatnonzero(~keep)[0])
+    first_bad = f"{paths[first]!r} is {problems[first]}"
+    if on_bad_file == "error":
+        raise ValueError(
+            f"{num_bad} of {len(paths)} image files are missing, empty or not images; the first: "
+            f"{first_bad}. Fix or remove them, or set data.on_bad_file=skip to skip them"
+        )
+    logging.warning(
+        "Skipped %d of %d image files that are missing, empty or not images (first: %s)",
+        num_bad,
+        len(paths),
+        first_bad,
+    )
+    return keep
+
+
+def _check_files(paths: Sequence[str]) -> list:
+    return [_file_problem(path) for path in paths]
+
+
+def _file_problem(path: str) -> Optional[str]:
+    """Why `path` is not a usable image file, or None when its first bytes look like an image."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)  # os-level calls: about twice as fast as open()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return f"unreadable ({error.strerror or error})"
+    try:
+        header = os.read(descriptor, _HEADER_LENGTH)
+    except OSError as error:  # e.g. a directory
+        return f"unreadable ({error.strerror or error})"
+    finally:
+        os.close(descriptor)
+    if not header:
+        return "empty"
+    if not header.startswith(_MAGIC_BYTES):
+        return "not an image (expected JPEG, PNG, GIF or BMP)"
+    return None

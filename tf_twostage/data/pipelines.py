@@ -1,0 +1,191 @@
+"""tf.data pipelines: validation hold-out, supervised and evaluation streams, class balancing, and the
+Stage-2 stream of half-labeled / half-unlabeled batches.
+
+All streams are built from `tf.data` operations over example *positions* in an `ImageSplit`; the
+images are gathered (in memory) or decoded (on disk) inside the pipeline, never by Python generators.
+Masks travel as float32 and ids as int64: a bool field breaks `fit` under any distribution strategy
+(TRAPS.md).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tf_twostage.data.preprocess import Preprocessor
+from tf_twostage.data.source import ImageSplit
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def stratified_holdout(labels, fraction: float, seed: int):
+    """Splits positions into (kept, held_out) with `fraction` of each class held out (rounded).
+
+    Deterministic given `seed`; each class keeps at least one example when it has two or more.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"data.val_fraction must be in [0, 1), got {fraction}")
+    labels = np.asarray(labels)
+    rng = np.random.RandomState(seed)
+    held_out = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        count = int(round(fraction * len(members)))
+        count = min(count, len(members) - 1) if len(members) > 1 else 0
+        held_out.append(rng.permutation(members)[:count])
+    held_out = np.sort(np.concatenate(held_out)) if held_out else np.zeros(0, np.int64)
+    kept = np.setdiff1d(np.arange(len(labels)), held_out)
+    return kept.astype(np.int64), held_out.astype(np.int64)
+
+
+def class_balanced_positions(labels, seed: int, positions=None) -> tf.data.Dataset:
+    """An endless stream of positions in which every class present is equally likely.
+
+    Each class's positions are reshuffled on every pass and repeated, so rare classes are oversampled;
+    `tf.data.Dataset.sample_from_datasets` picks the class of each draw. `positions` restricts the
+    draw to a labeled subset (default: all positions); classes without examples are left out.
+    """
+    labels = np.asarray(labels)
+    positions = np.arange(len(labels)) if positions is None else np.asarray(positions, np.int64)
+    if positions.size == 0:
+        raise ValueError("class balancing needs at least one labeled example, got none")
+    per_class = []
+    for c in np.unique(labels[positions]):
+        members = positions[labels[positions] == c].astype(np.int64)
+        per_class.append(
+            tf.data.Dataset.from_tensor_slices(members)
+            .shuffle(len(members), seed=seed + int(c), reshuffle_each_iteration=True)
+            .repeat()
+        )
+    weights = [1.0 / len(per_class)] * len(per_class)
+    return tf.data.Dataset.sample_from_datasets(per_class, weights=weights, seed=seed)
+
+
+def shuffled_positions(count: int, seed: int, repeat: bool = True) -> tf.data.Dataset:
+    """Positions 0..count-1, reshuffled on each pass (seeded), repeated forever when `repeat`."""
+    dataset = tf.data.Dataset.range(count).shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    return dataset.repeat() if repeat else dataset
+
+
+def gather_batches(split: ImageSplit, positions: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """Batches of examples (dicts of `ImageSplit.element`) at the streamed positions.
+
+    In memory, a batch of positions is gathered at once; on disk, files are decoded in parallel.
+    """
+    if split.in_memory:
+        return positions.batch(batch_size).map(split.element, num_parallel_calls=AUTOTUNE)
+    return positions.map(split.element, num_parallel_calls=AUTOTUNE).batch(batch_size)
+
+
+def supervised_dataset(
+    split: ImageSplit,
+    preprocessor: Preprocessor,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int = 0,
+    augmenter=None,
+    balance_classes: bool = False,
+    positions: Optional[Sequence[int]] = None,
+) -> tf.data.Dataset:
+    """(image, label) batches for `keras.Model.fit` / `evaluate`.
+
+    `training=True` shuffles (or, with `balance_classes`, oversamples classes to equal frequency)
+    endlessly, so pass `steps_per_epoch` to `fit`; `training=False` is one ordered pass. `positions`
+    restricts the examples (e.g. to the labels Stage 1 kept).
+    """
+    _check_batch_size(batch_size)
+    if training:
+        if balance_classes:
+            stream = class_balanced_positions(split.labels, seed, positions)
+        elif positions is not None:
+            stream = tf.data.Dataset.from_tensor_slices(np.asarray(positions, np.int64))
+            stream = stream.shuffle(len(positions), seed=seed, reshuffle_each_iteration=True).repeat()
+        else:
+            stream = shuffled_positions(len(split), seed)
+    else:
+        order = np.arange(len(split)) if positions is None else np.asarray(positions, np.int64)
+        stream = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
+    batches = gather_batches(split, stream, batch_size)
+
+    def to_inputs(example):
+        return preprocessor(example["image"], augmenter if training else None), example["label"]
+
+    return batches.map(to_inputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def evaluation_dataset(split: ImageSplit, preprocessor: Preprocessor, batch_size: int) -> tf.data.Dataset:
+    """One ordered pass of dict batches: `image` (pre-processed), `label`, `clean_label`, `index`."""
+    _check_batch_size(batch_size)
+    positions = tf.data.Dataset.range(len(split))
+    batches = gather_batches(split, positions, batch_size)
+
+    def prepare(example):
+        return dict(example, image=preprocessor(example["image"]))
+
+    return batches.map(prepare, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def semi_supervised_stream(
+    split: ImageSplit,
+    labeled_positions: Sequence[int],
+    labels,
+    preprocessor: Preprocessor,
+    global_batch_size: int,
+    *,
+    seed: int = 0,
+    augmenter=None,
+    num_views: int = 1,
+) -> tf.data.Dataset:
+    """The Stage-2 stream: every batch holds N/2 labeled and N/2 unlabeled examples.
+
+    The labeled half is drawn class-balanced (oversampled) from `labeled_positions` with `labels`
+    (the labels Stage 1 kept, by position in `split`); the unlabeled half is a shuffled pass over all
+    images of `split`. Labeled and unlabeled examples alternate inside the batch, so when a strategy
+    splits the global batch into contiguous per-replica slices each replica still gets half of each.
+
+    Yields dicts: `image` (and `image_2`, ... for `num_views` > 1: independent augmentations of the
+    same images, for the Pi model), `label` (int64; 0 where unlabeled), `labeled` (float32 mask) and
+    `index` (int64 example ids). The stream is endless: give `fit` a `steps_per_epoch`.
+    """
+    _check_batch_size(global_batch_size)
+    if global_batch_size % 2:
+        raise ValueError(f"batch_size must be even (half labeled, half unlabeled), got {global_batch_size}")
+    if num_views < 1:
+        raise ValueError(f"num_views must be >= 1, got {num_views}")
+    labels = np.asarray(labels, np.int64)
+    if labels.shape != (len(split),):
+        raise ValueError(f"labels must have one entry per example ({len(split)}), got {labels.shape}")
+    half = global_batch_size // 2
+    label_table = tf.constant(labels)
+    labeled = gather_batches(split, class_balanced_positions(labels, seed, labeled_positions), half)
+    unlabeled = gather_batches(split, shuffled_positions(len(split), seed + 7919), half)
+
+    def combine(labeled_batch, unlabeled_batch):
+        images = _interleave(labeled_batch["image"], unlabeled_batch["image"])
+        index = _interleave(labeled_batch["index"], unlabeled_batch["index"])
+        kept = tf.gather(label_table, labeled_batch["position"])
+        kept_labels = _interleave(kept, tf.zeros_like(kept))
+        mask = _interleave(tf.ones([half], tf.float32), tf.zeros([half], tf.float32))
+        example = {"image": preprocessor(images, augmenter), "label": kept_labels, "labeled": mask,
+                   "index": index}
+        for view in range(2, num_views + 1):
+            example[f"image_{view}"] = preprocessor(images, augmenter)
+        return example
+
+    return tf.data.Dataset.zip(labeled, unlabeled).map(combine, num_parallel_calls=AUTOTUNE).prefetch(
+        AUTOTUNE
+    )
+
+
+def _interleave(first: tf.Tensor, second: tf.Tensor) -> tf.Tensor:
+    """[a0, b0, a1, b1, ...] from two equally long batches."""
+    stacked = tf.stack([first, second], axis=1)
+    return tf.reshape(stacked, tf.concat([[-1], tf.shape(first)[1:]], axis=0))
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

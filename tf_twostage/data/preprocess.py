@@ -1,0 +1,69 @@
+"""Pixel pre-processing shared by the training pipelines and the exported model.
+
+Images travel as uint8 until the batch is formed; then they are scaled to [0, 1], optionally augmented,
+and the per-pixel mean of the training set is subtracted (PROTOCOL section 2). The same `Preprocessor`
+(its mean image is plain data) is what the SavedModel export applies to raw uint8 images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tf_twostage.data.source import ImageSplit
+
+MEAN_SAMPLE_SIZE = 20_000  # images averaged for the mean of a lazily decoded (on-disk) split
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Preprocessor:
+    """uint8 images -> float32: divide by 255, then subtract `mean_image` (in [0, 1] units) if given."""
+
+    mean_image: Optional[np.ndarray] = None
+
+    def scale(self, images: tf.Tensor) -> tf.Tensor:
+        return tf.cast(images, tf.float32) / 255.0
+
+    def normalize(self, scaled: tf.Tensor) -> tf.Tensor:
+        if self.mean_image is None:
+            return scaled
+        return scaled - tf.constant(self.mean_image, tf.float32)
+
+    def __call__(self, images: tf.Tensor, augmenter=None) -> tf.Tensor:
+        scaled = self.scale(images)
+        if augmenter is not None:
+            scaled = augmenter(scaled, training=True)
+        return self.normalize(scaled)
+
+    def to_json(self) -> dict:
+        return {"mean_subtraction": self.mean_image is not None}
+
+
+def fit_preprocessor(split: ImageSplit, subtract_mean: bool, seed: int = 0) -> Preprocessor:
+    """The pre-processing for `split` (the training set): its per-pixel mean when asked.
+
+    In-memory splits use every image; on-disk splits average a seeded sample of at most
+    `MEAN_SAMPLE_SIZE` images so a million files are not decoded just for the mean.
+    """
+    if not subtract_mean:
+        return Preprocessor(None)
+    if len(split) == 0:
+        raise ValueError("cannot compute the per-pixel mean of an empty training set")
+    if split.in_memory:
+        mean = split.images.astype(np.float64).mean(axis=0) / 255.0
+        return Preprocessor(mean.astype(np.float32))
+    rng = np.random.RandomState(seed)
+    count = min(len(split), MEAN_SAMPLE_SIZE)
+    positions = np.sort(rng.choice(len(split), size=count, replace=False))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(positions)
+        .map(lambda p: split.element(p)["image"], num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(256)
+    )
+    total = np.zeros(split.image_shape, dtype=np.float64)
+    for batch in dataset.as_numpy_iterator():
+        total += batch.astype(np.float64).sum(axis=0)
+    return Preprocessor((total / count / 255.0).astype(np.float32))

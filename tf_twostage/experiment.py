@@ -1,0 +1,90 @@
+"""The one place that wires a config into a run: strategy, data, model, method, artifacts.
+
+`run_experiment(config, workdir)` leaves in `workdir` (PROTOCOL section 7):
+  config.json   the resolved config
+  results.json  method, dataset, seed, noise {type, rate, realized_rate, ...}, test_accuracy,
+                stage1, wall_seconds, ...
+  logs/         TensorBoard logs of every stage
+Every artifact is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Dict
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from tf_twostage import io_utils
+from tf_twostage.config_checks import validate_config
+from tf_twostage.data.prepare import PreparedData, prepare_data
+from tf_twostage.distribution import check_global_batch_size, make_strategy
+from tf_twostage.evaluation import evaluate_classifier
+from tf_twostage.models import build_classifier
+from tf_twostage.stage1.pretrain import train_cross_entropy
+
+
+def run_cross_entropy(config, data: PreparedData, strategy, workdir: str) -> dict:
+    """`method=ce`: the classifier trained with cross-entropy on the noisy labels (final weights)."""
+    with strategy.scope():
+        classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
+        history = train_cross_entropy(classifier, data, config, workdir)
+    return {"classifier": classifier, "history": {"stage1": _history_json(history)}}
+
+
+METHODS: Dict[str, Callable] = {"ce": run_cross_entropy}
+
+
+def run_experiment(config, workdir: str) -> dict:
+    """Runs the experiment `config` describes and writes its artifacts into `workdir`; returns results."""
+    started = time.time()
+    validate_config(config, methods=tuple(METHODS))
+    os.makedirs(workdir, exist_ok=True)
+    io_utils.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    keras.utils.set_random_seed(int(config.seed))
+    strategy = make_strategy(config.distribution.strategy)
+    check_global_batch_size(int(config.batch_size), strategy)
+    logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
+
+    data = prepare_data(config)
+    outcome = METHODS[config.method](config, data, strategy, workdir)
+    test_metrics = evaluate_classifier(outcome["classifier"], data.test, data.preprocessor, config.batch_size)
+    results = {
+        "method": config.method,
+        "dataset": data.dataset.name,
+        "seed": int(config.seed),
+        "noise": _noise_json(config, data),
+        "num_train": len(data.train),
+        "num_validation": len(data.validation),
+        "num_test": len(data.test),
+        "test_accuracy": test_metrics["accuracy"],
+        "test_per_class_accuracy": test_metrics["per_class_accuracy"],
+        "test_confusion_matrix": test_metrics["confusion_matrix"],
+        "stage1": outcome.get("stage1"),
+        "history": outcome.get("history", {}),
+        "num_replicas": strategy.num_replicas_in_sync,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "wall_seconds": round(time.time() - started, 3),
+    }
+    io_utils.write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+def _noise_json(config, data: PreparedData) -> dict:
+    report = data.noise.to_json()
+    known = data.train.has_clean_labels
+    return {
+        "type": config.noise.type,
+        "rate": float(config.noise.rate),
+        "realized_rate": report["realized_rate"] if known else None,
+        "target_matrix": report["target_matrix"],
+        "realized_matrix": report["realized_matrix"] if known else None,
+    }
+
+
+def _history_json(history) -> dict:
+    return {key: [float(v) for v in values] for key, values in history.history.items()}

@@ -1,0 +1,99 @@
+"""Cross-entropy training on the noisy labels: Stage 1's pre-training and the `ce` baseline.
+
+Plain `compile` + `fit` with Keras callbacks: the learning rate is halved when validation accuracy
+has not improved for `lr_patience` epochs (down to `min_lr`), TensorBoard logs go under the workdir.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import keras
+
+from tf_twostage.data.augment import build_augmenter
+from tf_twostage.data.pipelines import supervised_dataset
+from tf_twostage.data.prepare import PreparedData
+
+OPTIMIZER_NAMES = ("adagrad", "sgd", "adam")
+
+
+def make_optimizer(stage_config) -> keras.optimizers.Optimizer:
+    """The optimizer named by `stage_config.optimizer` at `stage_config.learning_rate`."""
+    name, lr = stage_config.optimizer, float(stage_config.learning_rate)
+    if not lr > 0:
+        raise ValueError(f"learning_rate must be > 0, got {lr}")
+    if name == "adagrad":
+        return keras.optimizers.Adagrad(learning_rate=lr)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=float(stage_config.momentum))
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}; got {name!r}")
+
+
+def plateau_callbacks(stage_config, log_dir: str) -> list:
+    """Halve the learning rate on a validation-accuracy plateau; log to TensorBoard."""
+    return [
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_accuracy",
+            mode="max",
+            factor=float(stage_config.lr_factor),
+            patience=int(stage_config.lr_patience),
+            min_lr=float(stage_config.min_lr),
+        ),
+        keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
+    ]
+
+
+def train_cross_entropy(
+    classifier: keras.Model,
+    data: PreparedData,
+    config,
+    workdir: str,
+    extra_callbacks=(),
+    stage_name: str = "stage1",
+) -> keras.callbacks.History:
+    """Compiles `classifier` with cross-entropy and fits it on the noisy training labels.
+
+    Build `classifier` under the strategy's scope; the optimizer is created here, in the same scope.
+    """
+    stage_config = config.stage1
+    epochs = int(stage_config.epochs)
+    if epochs < 1:
+        raise ValueError(f"{stage_name}.epochs must be >= 1, got {epochs}")
+    batch_size = int(config.batch_size)
+    classifier.compile(
+        optimizer=make_optimizer(stage_config),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    train = supervised_dataset(
+        data.train,
+        data.preprocessor,
+        batch_size,
+        training=True,
+        seed=config.seed,
+        augmenter=build_stage_augmenter(config, data),
+        balance_classes=bool(stage_config.balance_classes),
+    )
+    validation = supervised_dataset(data.validation, data.preprocessor, batch_size, training=False)
+    callbacks = plateau_callbacks(stage_config, os.path.join(workdir, "logs", stage_name))
+    return classifier.fit(
+        train,
+        epochs=epochs,
+        steps_per_epoch=math.ceil(len(data.train) / batch_size),
+        validation_data=validation if len(data.validation) else None,
+        callbacks=callbacks + list(extra_callbacks),
+        verbose=int(config.verbose),
+    )
+
+
+def build_stage_augmenter(config, data: PreparedData):
+    """The batch augmenter of `config.augment` for this data's images (None when nothing is asked)."""
+    return build_augmenter(
+        data.image_shape,
+        flip=bool(config.augment.flip),
+        translate_px=int(config.augment.translate_px),
+        seed=config.seed,
+    )

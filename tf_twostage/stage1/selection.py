@@ -1,0 +1,184 @@
+"""Stage 1's selection rules: which noisy labels are kept for Stage 2 (pure functions on arrays).
+
+- `select_confident_labels`: the rule without a clean set (the network agrees with the noisy label and is
+  confident, with a per-class floor).
+- `select_with_clean_classifiers`: the rule with a clean set (a one-vs-rest classifier per class screens the
+  examples labeled with that class).
+- `selection_statistics`: the numbers of the paper's Table 2, overall and per class.
+
+Each rule returns a boolean mask `kept[N]`: example i keeps its noisy label iff `kept[i]`; the others
+go to Stage 2 unlabeled.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+
+def _check_fraction(name: str, value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+def _check_scores(name: str, values, upper: Optional[float] = None) -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array [N, C], got shape {values.shape}")
+    if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+        raise ValueError(f"{name} must hold real numbers, got dtype {values.dtype}")
+    if values.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one class column, got shape {values.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} must be finite, got {values[~np.isfinite(values)][0]}")
+    if np.any(values < 0):
+        raise ValueError(f"{name} must be non-negative, got {values[values < 0][0]}")
+    if upper is not None and np.any(values > upper):
+        raise ValueError(f"{name} must be in [0, {upper:g}], got {values[values > upper][0]}")
+    return values
+
+
+def _check_labels(name: str, labels, num_examples: int, num_classes: Optional[int]) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array [N], got shape {labels.shape}")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer class ids, got dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    if len(labels) != num_examples:
+        raise ValueError(f"{name} must have length {num_examples} (one per example), got {len(labels)}")
+    bad = labels[(labels < 0) | (labels >= num_classes)] if num_classes is not None else labels[labels < 0]
+    if bad.size:
+        allowed = f"in [0, {num_classes})" if num_classes is not None else ">= 0"
+        raise ValueError(f"{name} must hold class ids {allowed}, got {bad[0]}")
+    return labels
+
+
+def _floor_count(floor_fraction: float, num_labeled: int) -> int:
+    """ceil(floor_fraction * n), robust to float error (0.1 * 30 is 3, not 4)."""
+    return int(math.ceil(round(floor_fraction * num_labeled, 9)))
+
+
+def select_confident_labels(probabilities, noisy_labels, threshold: float = 0.9,
+                            floor_fraction: float = 0.1) -> np.ndarray:
+    """The rule without a clean set: keep labels the network agrees with, confidently.
+
+    Per class c, among the examples labeled c, the candidates are those whose prediction (argmax, the
+    first maximum on ties) is c. Candidates with P(c|x) >= `threshold` are kept; if fewer than
+    ceil(`floor_fraction` * n_c) are, candidates are added in decreasing P(c|x) (equal values: lower
+    position first) until that many are kept or none are left. Disagreeing examples are never kept.
+
+    Args:
+      probabilities: `[N, C]` class probabilities (finite, non-negative; e.g. softmax or averages).
+      noisy_labels: `[N]` integer labels in `[0, C)`.
+      threshold: the confidence that keeps a label outright, in [0, 1].
+      floor_fraction: the fraction of each class kept at least (if enough candidates), in [0, 1].
+
+    Returns:
+      A boolean `[N]` mask of the examples that keep their label.
+    """
+    probabilities = _check_scores("probabilities", probabilities)
+    num_examples, num_classes = probabilities.shape
+    noisy_labels = _check_labels("noisy_labels", noisy_labels, num_examples, num_classes)
+    threshold = _check_fraction("threshold", threshold)
+    floor_fraction = _check_fraction("floor_fraction", floor_fraction)
+
+    predictions = np.argmax(probabilities, axis=1)
+    kept = np.zeros(num_examples, dtype=bool)
+    for c in range(num_classes):
+        labeled = np.flatnonzero(noisy_labels == c)
+        candidates = labeled[predictions[labeled] == c]
+        confidence = probabilities[candidates, c]
+        # Stable sort of the ascending positions: ties keep the lower position first.
+        ranked = candidates[np.argsort(-confidence, kind="stable")]
+        num_confident = int(np.count_nonzero(confidence >= threshold))
+        # The confident candidates are a prefix of the ranking, so the top-up only extends it.
+        num_kept = max(num_confident, min(_floor_count(floor_fraction, len(labeled)), len(ranked)))
+        kept[ranked[:num_kept]] = True
+    return kept
+
+
+def select_with_clean_classifiers(scores, noisy_labels, threshold: float = 0.5) -> np.ndarray:
+    """The rule with a clean set: keep example i iff `scores[i, noisy_labels[i]] >= threshold`.
+
+    Args:
+      scores: `[N, C]`; column c is class c's one-vs-rest classifier (trained on the clean subset: clean
+        examples of c positive, clean examples of other classes negative), as a sigmoid probability.
+      noisy_labels: `[N]` integer labels in `[0, C)`.
+      threshold: the score from which an example is classified positive, in [0, 1].
+
+    Returns:
+      A boolean `[N]` mask of the examples that keep their label.
+    """
+    scores = _check_scores("scores", scores, upper=1.0)
+    num_examples, num_classes = scores.shape
+    noisy_labels = _check_labels("noisy_labels", noisy_labels, num_examples, num_classes)
+    threshold = _check_fraction("threshold", threshold)
+    return scores[np.arange(num_examples), noisy_labels] >= threshold
+
+
+def selection_statistics(kept, noisy_labels, clean_labels=None,
+                         num_classes: Optional[int] = None) -> dict:
+    """Table 2 of the paper: kept / unlabeled (and kept correct / incorrect) labels, overall and per class.
+
+    Fractions are of the whole training set, except `noise_rate_after` (incorrect among kept, 0 if none
+    is kept). Without `clean_labels` the correctness keys are absent. `per_class` lists, per noisy-label
+    class, the counts `labeled`, `kept` (and `kept_correct`, `kept_incorrect`). `num_classes` defaults to
+    one more than the largest label seen. All values are plain Python numbers (JSON-serializable).
+    """
+    kept = np.asarray(kept)
+    if kept.ndim != 1 or kept.dtype != np.bool_:
+        raise ValueError(f"kept must be a 1-D boolean array [N], got shape {kept.shape} dtype {kept.dtype}")
+    num_examples = len(kept)
+    if num_classes is not None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}")
+        num_classes = int(num_classes)
+    noisy_labels = _check_labels("noisy_labels", noisy_labels, num_examples, num_classes)
+    if clean_labels is not None:
+        clean_labels = _check_labels("clean_labels", clean_labels, num_examples, num_classes)
+    if num_classes is None:
+        seen = [labels for labels in (noisy_labels, clean_labels) if labels is not None and labels.size]
+        num_classes = int(max(labels.max() for labels in seen)) + 1 if seen else 0
+
+    def fraction(count, total=num_examples) -> float:
+        return float(count) / total if total else 0.0
+
+    num_kept = int(np.count_nonzero(kept))
+    stats = {
+        "num_examples": num_examples,
+        "kept_fraction": fraction(num_kept),
+        "unlabeled_fraction": fraction(num_examples - num_kept),
+    }
+    correct = None
+    if clean_labels is not None:
+        correct = noisy_labels == clean_labels
+        kept_correct = int(np.count_nonzero(kept & correct))
+        kept_incorrect = num_kept - kept_correct
+        stats.update(
+            kept_correct_fraction=fraction(kept_correct),
+            kept_incorrect_fraction=fraction(kept_incorrect),
+            noise_rate_before=fraction(np.count_nonzero(~correct)),
+            noise_rate_after=fraction(kept_incorrect, num_kept),
+        )
+    per_class = []
+    for c in range(num_classes):
+        in_class = noisy_labels == c
+        row = {
+            "class": c,
+            "labeled": int(np.count_nonzero(in_class)),
+            "kept": int(np.count_nonzero(kept & in_class)),
+        }
+        if correct is not None:
+            row["kept_correct"] = int(np.count_nonzero(kept & in_class & correct))
+            row["kept_incorrect"] = row["kept"] - row["kept_correct"]
+        per_class.append(row)
+    stats["per_class"] = per_class
+    return stats
