@@ -60,6 +60,15 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.lr_factor = 0.5
     config.stage1.min_lr = 1e-7
     config.stage1.balance_classes = False
+    # Selection (PROTOCOL section 3).
+    config.stage1.ranking = "best"  # best (best-val weights) | average (last k epochs) | kfold
+    config.stage1.average_last = 5  # ranking=average: epochs averaged
+    config.stage1.kfold = 5  # ranking=kfold: folds of out-of-sample predictions
+    config.stage1.rule = "auto"  # auto (clean_set when a clean subset exists) | confidence | clean_set
+    config.stage1.threshold = 0.9  # confidence rule: keep P(c|x) >= threshold ...
+    config.stage1.floor_fraction = 0.1  # ... topped up to this fraction of each class (the paper: 10%)
+    config.stage1.clean_threshold = 0.5  # clean-set rule: one-vs-rest score needed to keep a label
+    config.stage1.clean_epochs = 20  # clean-set rule: epochs of the one-vs-rest heads
 
     config.stage2 = ml_collections.ConfigDict()
     config.stage2.algorithm = "pi"  # pi | temporal_ensembling

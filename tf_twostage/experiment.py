@@ -38,9 +38,11 @@ def run_cross_entropy(config, data: PreparedData, strategy, workdir: str) -> dic
 METHODS: Dict[str, Callable] = {"ce": run_cross_entropy}
 
 
-def run_experiment(config, workdir: str) -> dict:
-    """Runs the experiment `config` describes and writes its artifacts into `workdir`; returns results."""
-    started = time.time()
+def start_run(config, workdir: str):
+    """Checks the config, records it in `workdir`, seeds, picks the strategy and prepares the data.
+
+    Every program (the runner and the per-stage scripts) starts here, so they all see the same data.
+    """
     validate_config(config, methods=tuple(METHODS))
     os.makedirs(workdir, exist_ok=True)
     io_utils.write_json(os.path.join(workdir, "config.json"), config.to_dict())
@@ -48,8 +50,13 @@ def run_experiment(config, workdir: str) -> dict:
     strategy = make_strategy(config.distribution.strategy)
     check_global_batch_size(int(config.batch_size), strategy)
     logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
+    return strategy, prepare_data(config)
 
-    data = prepare_data(config)
+
+def run_experiment(config, workdir: str) -> dict:
+    """Runs the experiment `config` describes and writes its artifacts into `workdir`; returns results."""
+    started = time.time()
+    strategy, data = start_run(config, workdir)
     outcome = METHODS[config.method](config, data, strategy, workdir)
     test_metrics = evaluate_classifier(outcome["classifier"], data.test, data.preprocessor, config.batch_size)
     results = {

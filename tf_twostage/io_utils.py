@@ -14,11 +14,16 @@ import numpy as np
 
 
 @contextlib.contextmanager
-def atomic_path(path: str):
-    """Yields a temporary path next to `path`; renames it onto `path` only if the block succeeds."""
+def atomic_path(path: str, suffix: str = ""):
+    """Yields a temporary path next to `path`; renames it onto `path` only if the block succeeds.
+
+    `suffix` (default: the extension of `path`) ends the temporary name, for writers that check it
+    (Keras wants `.weights.h5`).
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    suffix = suffix or os.path.splitext(path)[1]
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     os.close(handle)
     try:
         yield temporary

@@ -1,0 +1,119 @@
+"""Stage 1 on real (tiny) training: the recorder callback, the artifacts and the two programs."""
+
+import csv
+import dataclasses
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tf_twostage import io_utils
+from tf_twostage.data.pipelines import supervised_dataset
+from tf_twostage.data.preprocess import Preprocessor
+from tf_twostage.experiment import start_run
+from tf_twostage.stage1.callback import PredictionRecorder
+from tf_twostage.stage1.run import load_selection, select_labels, train_stage1
+from tests.conftest import make_split
+from tests.test_experiment import ROOT, _smoke_config
+
+
+def test_recorder_keeps_the_best_validation_epoch_and_predicts_with_its_weights():
+    train, validation = make_split(40, 4, shape=(4, 4, 1)), make_split(12, 4, shape=(4, 4, 1), seed=1)
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(4),
+                              keras.layers.Softmax()])
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy",
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    recorder = PredictionRecorder(train, validation, Preprocessor(), total_epochs=4, average_last=2)
+    snapshots = []
+    snapshot = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, l: snapshots.append(model.get_weights()))
+    history = model.fit(
+        supervised_dataset(train, Preprocessor(), 8, training=True),
+        validation_data=supervised_dataset(validation, Preprocessor(), 8, training=False),
+        steps_per_epoch=5, epochs=4, verbose=0, callbacks=[snapshot, recorder],
+    )
+    best = int(np.argmax(history.history["val_accuracy"]))
+    assert recorder.best_epoch == best
+    for restored, saved in zip(model.get_weights(), snapshots[best]):
+        np.testing.assert_array_equal(restored, saved)
+    assert recorder.best_probabilities.shape == (40, 4)
+    assert recorder.best_validation_probabilities.shape == (12, 4)
+    assert sorted(recorder.epoch_probabilities) == [2, 3]
+    np.testing.assert_allclose(
+        recorder.averaged_probabilities(),
+        (recorder.epoch_probabilities[2] + recorder.epoch_probabilities[3]) / 2, rtol=1e-6)
+
+
+def _stage1(tmp_path, **overrides):
+    config = _smoke_config(**overrides)
+    strategy, data = start_run(config, str(tmp_path))
+    return config, strategy, data
+
+
+def test_stage1_writes_predictions_weights_and_a_selection_without_pickles(tmp_path):
+    config, strategy, data = _stage1(tmp_path, **{"stage1.epochs": 2})
+    train_stage1(config, data, strategy, str(tmp_path))
+    stats = select_labels(config, data, str(tmp_path))
+    folder = tmp_path / "stage1"
+    for name in ("predictions.npz", "classifier.weights.h5", "selection.npz", "selection_stats.json",
+                 "refined_validation.npz", "dropped_labels.csv"):
+        assert (folder / name).exists(), name
+    selection = io_utils.read_npz(str(folder / "selection.npz"))  # allow_pickle=False
+    assert np.array_equal(selection["index"], data.train.index)
+    kept = selection["kept"]
+    assert np.array_equal(selection["kept_label"][kept], data.train.labels[kept])
+    assert np.all(selection["kept_label"][~kept] == -1)
+    assert np.array_equal(load_selection(str(tmp_path), data), kept)
+    for key in ("kept_fraction", "kept_correct_fraction", "kept_incorrect_fraction", "unlabeled_fraction",
+                "per_class"):
+        assert key in stats
+    assert stats["kept_fraction"] == pytest.approx(kept.mean())
+    assert stats["kept_fraction"] >= 0.05 * 0.99  # the per-class floor
+    with open(folder / "dropped_labels.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == int((~kept).sum())
+    confidences = [float(r["confidence"]) for r in rows]
+    assert confidences == sorted(confidences, reverse=True)
+    assert io_utils.read_json(str(folder / "selection_stats.json"))["kept_fraction"] == stats["kept_fraction"]
+
+
+def test_kfold_ranking_predicts_every_training_example_out_of_sample(tmp_path):
+    config, strategy, data = _stage1(tmp_path, **{"stage1.ranking": "kfold", "stage1.kfold": 2})
+    train_stage1(config, data, strategy, str(tmp_path))
+    probabilities = io_utils.read_npz(str(tmp_path / "stage1" / "predictions.npz"))["train_probabilities"]
+    assert probabilities.shape == (len(data.train), 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_clean_set_rule_screens_labels_with_one_vs_rest_classifiers(tmp_path):
+    config, strategy, data = _stage1(tmp_path, **{"stage1.rule": "clean_set", "stage1.clean_epochs": 3})
+    data = dataclasses.replace(data, clean=data.test.subset(np.arange(0, 1000, 2)))
+    train_stage1(config, data, strategy, str(tmp_path))
+    arrays = io_utils.read_npz(str(tmp_path / "stage1" / "predictions.npz"))
+    assert arrays["train_scores"].shape == (len(data.train), 10)
+    stats = select_labels(config, data, str(tmp_path))
+    assert stats["rule"] == "clean_set"
+    scores = arrays["train_scores"][np.arange(len(data.train)), data.train.labels]
+    kept = load_selection(str(tmp_path), data)
+    np.testing.assert_array_equal(kept, scores >= 0.5)
+
+
+def test_clean_set_rule_without_a_clean_subset_is_refused(tmp_path):
+    config, strategy, data = _stage1(tmp_path, **{"stage1.rule": "clean_set"})
+    with pytest.raises(ValueError, match="needs a clean subset"):
+        train_stage1(config, data, strategy, str(tmp_path))
+
+
+def test_programs_run_stage1_in_two_steps_and_explain_a_missing_first_step(tmp_path):
+    def program(name, workdir):
+        return subprocess.run([sys.executable, os.path.join(ROOT, "bin", name), "--config=configs/smoke.py",
+                               f"--workdir={workdir}"], capture_output=True, text=True, cwd=ROOT)
+
+    early = program("select_labels.py", tmp_path / "empty")
+    assert early.returncode == 2 and "run bin/train_stage1.py" in early.stderr
+    assert program("train_stage1.py", tmp_path / "run").returncode == 0
+    done = program("select_labels.py", tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"kept_fraction"' in done.stdout

@@ -1,0 +1,263 @@
+"""Stage 1 end to end: noisy pre-training, the predictions to rank with, the selection and its artifacts.
+
+Two steps, each also a program (`bin/train_stage1.py`, `bin/select_labels.py`) and both called by the
+runner for `method=two_stage`:
+
+1. `train_stage1` pre-trains with cross-entropy under a `PredictionRecorder` and writes
+   `stage1/predictions.npz` (ranking probabilities of the training and validation sets, and, with a
+   clean set, the one-vs-rest scores) and `stage1/classifier.weights.h5` (the best-validation weights,
+   which Stage 2 starts from).
+2. `select_labels` applies the rule of the config and writes `stage1/selection.npz`,
+   `stage1/selection_stats.json`, `stage1/refined_validation.npz` and `stage1/dropped_labels.csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+
+import keras
+import numpy as np
+
+from tf_twostage import io_utils
+from tf_twostage.data.pipelines import evaluation_dataset, stratified_holdout
+from tf_twostage.data.prepare import PreparedData
+from tf_twostage.evaluation import predict_probabilities
+from tf_twostage.models import build_classifier
+from tf_twostage.stage1.callback import RANKINGS, PredictionRecorder
+from tf_twostage.stage1.pretrain import train_cross_entropy
+from tf_twostage.stage1.selection import (
+    select_confident_labels,
+    select_with_clean_classifiers,
+    selection_statistics,
+)
+
+RULES = ("auto", "confidence", "clean_set")
+PREDICTIONS_FILE = "predictions.npz"
+WEIGHTS_FILE = "classifier.weights.h5"
+
+
+def stage1_dir(workdir: str) -> str:
+    return os.path.join(workdir, "stage1")
+
+
+def effective_rule(config, data: PreparedData) -> str:
+    """`auto` means the clean-set rule when the dataset has a clean subset, else the confidence rule."""
+    rule = config.stage1.rule
+    if rule not in RULES:
+        raise ValueError(f"stage1.rule must be one of {', '.join(RULES)}; got {rule!r}")
+    if rule == "auto":
+        return "clean_set" if data.clean is not None and len(data.clean) else "confidence"
+    if rule == "clean_set" and (data.clean is None or not len(data.clean)):
+        raise ValueError(
+            f"stage1.rule=clean_set needs a clean subset, but dataset {data.dataset.name!r} has none "
+            "(folder/csv data: set data.clean)"
+        )
+    return rule
+
+
+def pretrain_with_recorder(config, data: PreparedData, strategy, workdir: str, stage_name: str = "stage1"):
+    """Builds a classifier under `strategy`, fits it on the noisy labels, returns (classifier, recorder)."""
+    with strategy.scope():
+        classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
+    recorder = PredictionRecorder(
+        data.train,
+        data.validation,
+        data.preprocessor,
+        total_epochs=int(config.stage1.epochs),
+        average_last=int(config.stage1.average_last) if config.stage1.ranking == "average" else 0,
+    )
+    with strategy.scope():
+        history = train_cross_entropy(classifier, data, config, workdir, [recorder], stage_name)
+    return classifier, recorder, history
+
+
+def kfold_probabilities(config, data: PreparedData, strategy, workdir: str) -> np.ndarray:
+    """Out-of-sample predictions: K models, each trained without one fold, predict that fold."""
+    folds = int(config.stage1.kfold)
+    if folds < 2:
+        raise ValueError(f"stage1.kfold must be >= 2, got {folds}")
+    probabilities = np.zeros((len(data.train), data.num_classes), np.float32)
+    remaining = np.arange(len(data.train))
+    for fold in range(folds):
+        # Peel off 1/(folds - fold) of what remains, stratified by noisy label: K disjoint folds.
+        fraction = 1.0 / (folds - fold)
+        if fold < folds - 1:
+            keep, held = stratified_holdout(data.train.labels[remaining], fraction, config.seed + fold)
+            held_positions, remaining = remaining[held], remaining[keep]
+        else:
+            held_positions = remaining
+        train_positions = np.setdiff1d(np.arange(len(data.train)), held_positions)
+        fold_data = dataclasses.replace(data, train=data.train.subset(train_positions))
+        keras.utils.set_random_seed(int(config.seed) * 1000 + fold + 1)
+        _, recorder, _ = pretrain_with_recorder(config, fold_data, strategy, workdir, f"stage1_fold{fold}")
+        probabilities[held_positions] = predict_probabilities(
+            recorder.model, data.train.subset(held_positions), data.preprocessor
+        )
+    return probabilities
+
+
+def clean_set_scores(classifier: keras.Model, data: PreparedData, config) -> dict:
+    """One-vs-rest scores from per-class binary classifiers trained on the clean subset.
+
+    The C binary classifiers share the pre-trained network as a frozen feature extractor (the input
+    of its `logits` layer) and differ only in their sigmoid output: one `Dense(C, sigmoid)` layer
+    trained with binary cross-entropy, where for output c the clean examples of class c are positive
+    and all other clean examples negative. This is exactly C independent logistic classifiers on
+    shared features, at the cost of one.
+    """
+    features = keras.Model(classifier.inputs, classifier.get_layer("logits").input)
+
+    def embed(split):
+        return np.concatenate(
+            [np.asarray(features(batch["image"], training=False))
+             for batch in evaluation_dataset(split, data.preprocessor, 512)]
+        )
+
+    clean_features = embed(data.clean)
+    targets = keras.utils.to_categorical(data.clean.labels, data.num_classes)
+    head = keras.Sequential(
+        [keras.Input((clean_features.shape[1],)), keras.layers.Dense(data.num_classes, activation="sigmoid")],
+        name="one_vs_rest",
+    )
+    head.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.BinaryCrossentropy())
+    head.fit(clean_features, targets, batch_size=256, epochs=int(config.stage1.clean_epochs), verbose=0,
+             shuffle=True)
+    scores = {"train_scores": np.asarray(head.predict(embed(data.train), verbose=0))}
+    if len(data.validation):
+        scores["validation_scores"] = np.asarray(head.predict(embed(data.validation), verbose=0))
+    return scores
+
+
+def train_stage1(config, data: PreparedData, strategy, workdir: str) -> keras.Model:
+    """Pre-trains, writes `stage1/predictions.npz` and the best weights; returns the classifier."""
+    ranking = config.stage1.ranking
+    if ranking not in RANKINGS:
+        raise ValueError(f"stage1.ranking must be one of {', '.join(RANKINGS)}; got {ranking!r}")
+    rule = effective_rule(config, data)
+    classifier, recorder, history = pretrain_with_recorder(config, data, strategy, workdir)
+    arrays = {
+        "train_index": data.train.index,
+        "validation_index": data.validation.index,
+        "best_epoch": np.int64(recorder.best_epoch),
+    }
+    if ranking == "best":
+        arrays["train_probabilities"] = recorder.best_probabilities
+    elif ranking == "average":
+        arrays["train_probabilities"] = recorder.averaged_probabilities()
+    else:
+        arrays["train_probabilities"] = kfold_probabilities(config, data, strategy, workdir)
+    if recorder.best_validation_probabilities is not None:
+        arrays["validation_probabilities"] = recorder.best_validation_probabilities
+    if rule == "clean_set":
+        arrays.update(clean_set_scores(classifier, data, config))
+    folder = stage1_dir(workdir)
+    os.makedirs(folder, exist_ok=True)
+    with io_utils.atomic_path(os.path.join(folder, WEIGHTS_FILE), suffix=".weights.h5") as temporary:
+        classifier.save_weights(temporary)
+    io_utils.write_json(os.path.join(folder, "history.json"), _history_json(history))
+    io_utils.write_npz(os.path.join(folder, PREDICTIONS_FILE), **arrays)
+    return classifier
+
+
+def load_stage1_predictions(workdir: str, data: PreparedData) -> dict:
+    """Reads `stage1/predictions.npz` and checks it belongs to these data (same examples, same order)."""
+    path = os.path.join(stage1_dir(workdir), PREDICTIONS_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path} does not exist: run bin/train_stage1.py with the same --config and --workdir first"
+        )
+    arrays = io_utils.read_npz(path)
+    if not np.array_equal(arrays["train_index"], data.train.index) or not np.array_equal(
+        arrays["validation_index"], data.validation.index
+    ):
+        raise ValueError(
+            f"{path} was made for other training examples than this config gives (a different seed, "
+            "dataset or validation split?); rerun bin/train_stage1.py"
+        )
+    return arrays
+
+
+def apply_rule(config, data: PreparedData, rule: str, probabilities, labels, scores=None) -> np.ndarray:
+    """The kept mask of one split under `rule`."""
+    if rule == "clean_set":
+        return select_with_clean_classifiers(scores, labels, float(config.stage1.clean_threshold))
+    return select_confident_labels(
+        probabilities, labels, float(config.stage1.threshold), float(config.stage1.floor_fraction)
+    )
+
+
+def select_labels(config, data: PreparedData, workdir: str) -> dict:
+    """Applies the Stage-1 rule to the recorded predictions; writes the selection artifacts.
+
+    Returns the selection statistics (the paper's Table 2 numbers when clean labels are known).
+    """
+    arrays = load_stage1_predictions(workdir, data)
+    rule = effective_rule(config, data)
+    kept = apply_rule(config, data, rule, arrays["train_probabilities"], data.train.labels,
+                      arrays.get("train_scores"))
+    clean = data.train.clean_labels if data.train.has_clean_labels else None
+    stats = selection_statistics(kept, data.train.labels, clean, data.num_classes)
+    stats.update(rule=rule, ranking=config.stage1.ranking, best_epoch=int(arrays["best_epoch"]))
+    folder = stage1_dir(workdir)
+
+    validation_kept = np.zeros(len(data.validation), bool)
+    if "validation_probabilities" in arrays and len(data.validation):
+        validation_kept = apply_rule(config, data, rule, arrays["validation_probabilities"],
+                                     data.validation.labels, arrays.get("validation_scores"))
+    stats["refined_validation_size"] = int(validation_kept.sum())
+
+    io_utils.write_npz(
+        os.path.join(folder, "selection.npz"),
+        index=data.train.index,
+        kept=kept,
+        kept_label=np.where(kept, data.train.labels, -1),
+    )
+    io_utils.write_npz(
+        os.path.join(folder, "refined_validation.npz"),
+        index=data.validation.index,
+        kept=validation_kept,
+        kept_label=np.where(validation_kept, data.validation.labels, -1),
+    )
+    _write_dropped_csv(os.path.join(folder, "dropped_labels.csv"), data, kept, arrays["train_probabilities"])
+    io_utils.write_json(os.path.join(folder, "selection_stats.json"), stats)
+    return stats
+
+
+def load_selection(workdir: str, data: PreparedData) -> np.ndarray:
+    """The kept mask of `stage1/selection.npz`, checked against these training examples."""
+    path = os.path.join(stage1_dir(workdir), "selection.npz")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: run bin/select_labels.py first")
+    arrays = io_utils.read_npz(path)
+    if not np.array_equal(arrays["index"], data.train.index):
+        raise ValueError(f"{path} was made for other training examples than this config gives")
+    return arrays["kept"].astype(bool)
+
+
+def _write_dropped_csv(path: str, data: PreparedData, kept, probabilities) -> None:
+    """Dropped labels, most confidently contradicted first, for a person to review."""
+    names = data.dataset.class_names
+    dropped = np.flatnonzero(~kept)
+    suggested = probabilities[dropped].argmax(axis=1)
+    confidence = probabilities[dropped].max(axis=1)
+    order = np.argsort(-confidence, kind="stable")
+    with io_utils.atomic_path(path) as temporary:
+        with open(temporary, "w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(["index", "path", "noisy_label", "noisy_class", "suggested_label", "suggested_class",
+                             "confidence", "noisy_label_probability"])
+            for row in order:
+                position = dropped[row]
+                label = int(data.train.labels[position])
+                writer.writerow([
+                    int(data.train.index[position]),
+                    "" if data.train.paths is None else data.train.paths[position],
+                    label, names[label], int(suggested[row]), names[int(suggested[row])],
+                    f"{confidence[row]:.4f}", f"{probabilities[position, label]:.4f}",
+                ])
+
+
+def _history_json(history) -> dict:
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
