@@ -25,8 +25,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
-        _, data = start_run(_CONFIG.value, _WORKDIR.value)
-        stats = select_labels(_CONFIG.value, data, _WORKDIR.value)
+        _, data, workdir = start_run(_CONFIG.value, _WORKDIR.value)
+        stats = select_labels(_CONFIG.value, data, workdir)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

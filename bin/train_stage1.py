@@ -23,8 +23,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
-        strategy, data = start_run(_CONFIG.value, _WORKDIR.value)
-        train_stage1(_CONFIG.value, data, strategy, _WORKDIR.value)
+        strategy, data, workdir = start_run(_CONFIG.value, _WORKDIR.value)
+        train_stage1(_CONFIG.value, data, strategy, workdir)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -10,4 +10,6 @@ def get_config():
     config.model.hidden_units = (16,)
     config.stage1.epochs = 1
     config.stage2.epochs = 1
+    config.stage2.rampup_epochs = 1
+    config.stage2.rampdown_epochs = 1
     return config

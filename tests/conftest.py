@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny in-memory splits and the MNIST-5k dataset (loaded once per session)."""
+"""Shared fixtures: tiny in-memory splits, MNIST-5k (loaded once), and two logical CPUs for strategy tests."""
 
 import os
 
@@ -6,6 +6,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPUs so MirroredStrategy tests have two replicas (correctness only: it is slower).
+_CPUS = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _CPUS[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
 
 from tf_twostage.data.source import ImageSplit  # noqa: E402
 
@@ -36,3 +43,9 @@ def mnist5k():
     from tf_twostage.data.datasets import load_mnist5k
 
     return load_mnist5k()
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs, shared: several in one process clash in collectives."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

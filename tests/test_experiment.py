@@ -76,3 +76,21 @@ def test_program_refuses_an_out_of_range_value_with_a_clear_message(tmp_path):
     assert done.returncode != 0
     assert "noise.rate must be in [0, 1], got 1.5" in done.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("algorithm", ["pi", "temporal_ensembling"])
+def test_two_stage_run_selects_labels_trains_stage2_and_reports_the_selection(tmp_path, algorithm):
+    config = _smoke_config(**{"method": "two_stage", "stage2.algorithm": algorithm, "stage2.epochs": 2})
+    results = run_experiment(config, str(tmp_path))
+    stage1 = results["stage1"]
+    for key in ("kept_fraction", "kept_correct_fraction", "kept_incorrect_fraction", "unlabeled_fraction"):
+        assert 0.0 <= stage1[key] <= 1.0
+    assert stage1["kept_fraction"] == pytest.approx(stage1["kept_correct_fraction"]
+                                                    + stage1["kept_incorrect_fraction"])
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["stage1"]["kept_fraction"] == stage1["kept_fraction"]
+    assert len(on_disk["history"]["stage2"]["loss/consistency"]) == 2
+    assert on_disk["history"]["stage2"]["monitor/consistency_weight"][0] == 0.0
+    assert (tmp_path / "stage1" / "selection.npz").exists()
+    assert os.listdir(tmp_path / "logs" / "stage2")
+    assert results["test_accuracy"] > 0.2

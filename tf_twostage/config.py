@@ -67,12 +67,30 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.rule = "auto"  # auto (clean_set when a clean subset exists) | confidence | clean_set
     config.stage1.threshold = 0.9  # confidence rule: keep P(c|x) >= threshold ...
     config.stage1.floor_fraction = 0.1  # ... topped up to this fraction of each class (the paper: 10%)
+    config.stage1.top_up = "class"  # the floor ranks the whole class (paper) | only agreeing predictions
     config.stage1.clean_threshold = 0.5  # clean-set rule: one-vs-rest score needed to keep a label
     config.stage1.clean_epochs = 20  # clean-set rule: epochs of the one-vs-rest heads
 
+    # Semi-supervised stage (PROTOCOL section 4; defaults from the temporal-ensembling code).
     config.stage2 = ml_collections.ConfigDict()
     config.stage2.algorithm = "pi"  # pi | temporal_ensembling
-    config.stage2.epochs = 300
+    config.stage2.epochs = 300  # an epoch = one pass over the unlabeled half (all training images)
+    config.stage2.init_from_stage1 = True  # continue from the Stage-1 weights (else a fresh network)
+    config.stage2.batch_size = 100  # global: half labeled (class-balanced), half unlabeled
+    config.stage2.learning_rate = 0.003  # Adam, max of the ramped learning rate
+    config.stage2.rampup_epochs = 80  # exp(-5 (1-t)^2) on the learning rate and consistency weight
+    config.stage2.rampdown_epochs = 50  # exp(-12.5 t^2) on the learning rate; Adam beta1 0.9 -> 0.5
+    config.stage2.max_weight_pi = 100.0  # w_max of the Pi model ...
+    config.stage2.max_weight_te = 30.0  # ... and of temporal ensembling
+    config.stage2.scale_weight_by_labeled_fraction = True  # w_max x kept labels / training images
+    config.stage2.fixed_weight = 0.0  # > 0: a fixed alpha instead of the ramp (Clothing1M: 100)
+    config.stage2.ensemble_momentum = 0.6  # temporal ensembling's a
+    config.stage2.stop_gradient = False  # Pi: no gradient through the second pass (cheaper)
+    config.stage2.input_noise = 0.15  # mlp: GaussianNoise on the input of the semi-supervised model
+    config.stage2.top_noise = 0.0  # resnet: GaussianNoise above the pooling
+    config.stage2.translate_px = 2  # +-px random translation of both passes
+    config.stage2.finetune_epochs = 0  # > 0: fine-tune on the clean subset afterwards (Table 4, 7 -> 8)
+    config.stage2.finetune_learning_rate = 1e-5
 
     config.distribution = ml_collections.ConfigDict()
     config.distribution.strategy = "auto"  # auto | none | mirrored | multi_worker

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import tensorflow as tf
 
 STRATEGY_NAMES = ("auto", "none", "mirrored", "multi_worker")
@@ -23,6 +25,30 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def worker_workdir(workdir: str, strategy: tf.distribute.Strategy) -> str:
+    """Where this process writes: `workdir` for the chief, a private sub-folder for other workers.
+
+    Every worker computes the same things in sync (and writes its own copies, which the next stage
+    reads back), but only the chief's land where users and scripts look.
+    """
+    if is_chief(strategy):
+        return workdir
+    resolver = strategy.cluster_resolver
+    return os.path.join(workdir, "workers", f"{resolver.task_type}_{resolver.task_id}")
 
 
 def check_global_batch_size(batch_size: int, strategy: tf.distribute.Strategy, halves: bool = False) -> None:

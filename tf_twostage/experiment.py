@@ -21,10 +21,18 @@ from absl import logging
 from tf_twostage import io_utils
 from tf_twostage.config_checks import validate_config
 from tf_twostage.data.prepare import PreparedData, prepare_data
-from tf_twostage.distribution import check_global_batch_size, make_strategy
+from tf_twostage.distribution import check_global_batch_size, make_strategy, worker_workdir
 from tf_twostage.evaluation import evaluate_classifier
 from tf_twostage.models import build_classifier
 from tf_twostage.stage1.pretrain import train_cross_entropy
+from tf_twostage.stage1.run import (
+    load_refined_validation,
+    load_selection,
+    select_labels,
+    train_stage1,
+    weights_path,
+)
+from tf_twostage.stage2.run import train_stage2
 
 
 def run_cross_entropy(config, data: PreparedData, strategy, workdir: str) -> dict:
@@ -35,28 +43,43 @@ def run_cross_entropy(config, data: PreparedData, strategy, workdir: str) -> dic
     return {"classifier": classifier, "history": {"stage1": _history_json(history)}}
 
 
-METHODS: Dict[str, Callable] = {"ce": run_cross_entropy}
+def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
+    """`method=two_stage`: Stage 1 (pre-train, select labels), then Stage 2 (semi-supervised)."""
+    train_stage1(config, data, strategy, workdir)
+    stats = select_labels(config, data, workdir)
+    classifier, histories = train_stage2(
+        config, data, load_selection(workdir, data), strategy, workdir, weights_path(workdir),
+        validation_positions=load_refined_validation(workdir, data),
+    )
+    histories["stage1"] = io_utils.read_json(os.path.join(workdir, "stage1", "history.json"))
+    return {"classifier": classifier, "stage1": stats, "history": histories}
+
+
+METHODS: Dict[str, Callable] = {"ce": run_cross_entropy, "two_stage": run_two_stage}
 
 
 def start_run(config, workdir: str):
-    """Checks the config, records it in `workdir`, seeds, picks the strategy and prepares the data.
+    """Checks the config, picks the strategy, records the config, seeds and prepares the data.
 
     Every program (the runner and the per-stage scripts) starts here, so they all see the same data.
+    Returns (strategy, data, workdir): under a multi-worker strategy, workers other than the chief
+    write into a private sub-folder of `workdir`.
     """
     validate_config(config, methods=tuple(METHODS))
+    strategy = make_strategy(config.distribution.strategy)  # first: multi-worker wants no op before it
+    check_global_batch_size(int(config.batch_size), strategy)
+    workdir = worker_workdir(workdir, strategy)
     os.makedirs(workdir, exist_ok=True)
     io_utils.write_json(os.path.join(workdir, "config.json"), config.to_dict())
     keras.utils.set_random_seed(int(config.seed))
-    strategy = make_strategy(config.distribution.strategy)
-    check_global_batch_size(int(config.batch_size), strategy)
     logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
-    return strategy, prepare_data(config)
+    return strategy, prepare_data(config), workdir
 
 
 def run_experiment(config, workdir: str) -> dict:
     """Runs the experiment `config` describes and writes its artifacts into `workdir`; returns results."""
     started = time.time()
-    strategy, data = start_run(config, workdir)
+    strategy, data, workdir = start_run(config, workdir)
     outcome = METHODS[config.method](config, data, strategy, workdir)
     test_metrics = evaluate_classifier(outcome["classifier"], data.test, data.preprocessor, config.batch_size)
     results = {

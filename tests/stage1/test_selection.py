@@ -53,11 +53,19 @@ def test_floor_does_not_cut_confident_examples():
     np.testing.assert_array_equal(kept, [True, True, True, False])
 
 
-def test_floor_top_up_only_among_agreeing_predictions():
+def test_floor_top_up_only_among_agreeing_predictions_when_asked():
     # Labeled 0 throughout; positions 0-2 are predicted 1. Floor 1.0 wants all 5 but only 2 agree.
     p0 = [0.45, 0.3, 0.1, 0.6, 0.51]
-    kept = select_confident_labels(_two_class_probs(p0), [0] * 5, threshold=0.9, floor_fraction=1.0)
+    kept = select_confident_labels(_two_class_probs(p0), [0] * 5, threshold=0.9, floor_fraction=1.0,
+                                   top_up="agreeing")
     np.testing.assert_array_equal(kept, [False, False, False, True, True])
+
+
+def test_floor_top_up_from_the_whole_class_ranking_by_default():
+    # Floor 0.8 wants 4 of 5: the two agreeing ones and then the best-ranked disagreeing ones.
+    p0 = [0.45, 0.3, 0.1, 0.6, 0.51]
+    kept = select_confident_labels(_two_class_probs(p0), [0] * 5, threshold=0.9, floor_fraction=0.8)
+    np.testing.assert_array_equal(kept, [True, True, False, True, True])
 
 
 def test_floor_counts_all_labeled_examples_of_the_class():
@@ -90,11 +98,19 @@ def test_threshold_one_with_floor_keeps_top_k_only():
     np.testing.assert_array_equal(np.flatnonzero(kept), [0, 2, 5])
 
 
-def test_class_with_no_agreeing_example_keeps_nothing():
-    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.95, 0.05, 0.0], [0.1, 0.9, 0.0]])
+def test_class_with_no_agreeing_example_keeps_only_its_floor():
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.95, 0.05, 0.0], [0.1, 0.6, 0.3]])
     labels = np.array([0, 2, 0, 2])  # class 2 is never predicted
-    kept = select_confident_labels(probs, labels, threshold=0.9, floor_fraction=1.0)
+    kept = select_confident_labels(probs, labels, threshold=0.9, floor_fraction=0.5, top_up="agreeing")
     np.testing.assert_array_equal(kept, [True, False, True, False])
+    kept = select_confident_labels(probs, labels, threshold=0.9, floor_fraction=0.5)
+    np.testing.assert_array_equal(kept, [True, False, True, True])  # its best-ranked half: P(2|x) = 0.3
+    assert not select_confident_labels(probs, labels, threshold=0.9, floor_fraction=0.0)[[1, 3]].any()
+
+
+def test_unknown_top_up_pool_is_refused():
+    with pytest.raises(ValueError, match="top_up must be one of class, agreeing; got 'all'"):
+        select_confident_labels(_two_class_probs([0.5]), [0], top_up="all")
 
 
 def test_empty_class_does_not_crash():

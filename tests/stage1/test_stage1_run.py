@@ -48,7 +48,7 @@ def test_recorder_keeps_the_best_validation_epoch_and_predicts_with_its_weights(
 
 def _stage1(tmp_path, **overrides):
     config = _smoke_config(**overrides)
-    strategy, data = start_run(config, str(tmp_path))
+    strategy, data, _ = start_run(config, str(tmp_path))
     return config, strategy, data
 
 

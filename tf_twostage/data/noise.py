@@ -25,8 +25,19 @@ ASYMMETRIC_PAIRS = {
 }
 _DATASET_PAIRS = {"mnist5k": "mnist", "mnist": "mnist", "cifar10": "cifar10"}
 
+# SplitMix64 constants (Steele et al., 2014): a fast, well-mixed 64-bit hash.
+_GOLDEN_GAMMA = 0x9E3779B97F4A7C15
+_MIX_1, _MIX_2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 
-def default_pairs(dataset_name: str) -> dict:
+
+def _show(value) -> str:
+    """A value as an error message shows it: numbers plainly, anything else quoted."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return str(value)
+    return repr(value)
+
+
+def default_pairs(dataset_name: str) -> dict[int, int]:
     """The paper's asymmetric pairs for `dataset_name` (MNIST variants and CIFAR-10)."""
     if dataset_name not in _DATASET_PAIRS:
         raise ValueError(
@@ -36,47 +47,76 @@ def default_pairs(dataset_name: str) -> dict:
     return dict(ASYMMETRIC_PAIRS[_DATASET_PAIRS[dataset_name]])
 
 
-def parse_mapping(text: str) -> dict:
+def parse_mapping(text: str) -> dict[int, int]:
     """Parses pairs such as "2->7, 3->8" into {2: 7, 3: 8}."""
     mapping = {}
-    for part in filter(None, (p.strip() for p in str(text).split(","))):
-        match = re.fullmatch(r"(\d+)\s*->\s*(\d+)", part)
+    for part in str(text).split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*->\s*(\d+)\s*", part)
         if not match:
-            raise ValueError(f"noise.mapping must look like '2->7,3->8', got {text!r} (bad part {part!r})")
+            raise ValueError(f"noise.mapping must look like '2->7,3->8', got {text!r} (bad part {part.strip()!r})")
         source, target = int(match.group(1)), int(match.group(2))
         if source in mapping:
-            raise ValueError(f"noise.mapping lists class {source} twice in {text!r}")
+            raise ValueError(f"noise.mapping lists source class {source} twice in {text!r}")
         mapping[source] = target
-    if not mapping:
-        raise ValueError(f"noise.mapping must look like '2->7,3->8', got {text!r}")
     return mapping
 
 
+def check_rate(rate) -> float:
+    """The noise rate as a float, or a ValueError naming the bad value."""
+    is_number = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
+    if not (is_number and math.isfinite(rate) and 0.0 <= rate <= 1.0):
+        raise ValueError(f"noise.rate must be in [0, 1], got {_show(rate)}")
+    return float(rate)
+
+
+def check_transition_matrix(matrix, num_classes: int) -> np.ndarray:
+    """A C x C row-stochastic matrix (finite, non-negative, rows summing to 1 within 1e-6) as float64."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (num_classes, num_classes):
+        raise ValueError(f"the transition matrix must be {num_classes} x {num_classes}, got shape {matrix.shape}")
+    bad = ~np.isfinite(matrix) | (matrix < 0)
+    if np.any(bad):
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"transition-matrix entries must be finite and non-negative; entry [{row}, {col}] is {matrix[row, col]}"
+        )
+    sums = matrix.sum(axis=1)
+    if np.any(np.abs(sums - 1.0) > 1e-6):
+        row = int(np.argmax(np.abs(sums - 1.0)))
+        raise ValueError(f"each transition-matrix row must sum to 1; row {row} sums to {sums[row]:.9g}")
+    return matrix
+
+
 def transition_matrix(noise_type: str, rate: float, num_classes: int, mapping=None, matrix=None) -> np.ndarray:
-    """The C x C transition matrix of a noise model (rows sum to 1)."""
+    """The C x C transition matrix of a noise model (float64, rows sum to 1).
+
+    symmetric: flip to one of the other C-1 classes; uniform: re-draw among all C; asymmetric: flip
+    each `mapping` source to its target; matrix: `matrix` as given (`rate` unused); none: identity.
+    """
     if noise_type not in NOISE_TYPES:
         raise ValueError(f"noise.type must be one of {', '.join(NOISE_TYPES)}; got {noise_type!r}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"the number of classes must be an integer >= 2, got {num_classes!r}")
+        raise ValueError(f"the number of classes must be an integer >= 2, got {_show(num_classes)}")
+    c = int(num_classes)
     if noise_type == "matrix":
         if matrix is None:
-            raise ValueError("noise.type=matrix needs a transition matrix (noise.matrix_file)")
-        return check_transition_matrix(matrix, num_classes)
-    check_rate(rate)
-    c = num_classes
+            raise ValueError("noise.type='matrix' needs a transition matrix (noise.matrix_file)")
+        return check_transition_matrix(matrix, c)
+    rate = check_rate(rate)
+    eye = np.eye(c)
     if noise_type == "none":
-        return np.eye(c)
+        return eye
     if noise_type == "symmetric":
-        return (1.0 - rate) * np.eye(c) + rate / (c - 1) * (1.0 - np.eye(c))
+        return (1.0 - rate) * eye + rate / (c - 1) * (1.0 - eye)
     if noise_type == "uniform":
-        return (1.0 - rate) * np.eye(c) + rate / c * np.ones((c, c))
+        return (1.0 - rate) * eye + rate / c
     if not mapping:
-        raise ValueError("noise.type=asymmetric needs class pairs (noise.mapping such as '2->7,3->8')")
-    result = np.eye(c)
+        raise ValueError("noise.type='asymmetric' needs class pairs (noise.mapping such as '2->7,3->8')")
+    result = eye
     for source, target in mapping.items():
         for cls in (source, target):
-            if not 0 <= int(cls) < c:
-                raise ValueError(f"noise.mapping class {cls} is outside [0, {c})")
+            if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)) or not 0 <= cls < c:
+                raise ValueError(f"noise.mapping class {_show(cls)} is outside [0, {c}) (pair {source}->{target})")
         if source == target:
             raise ValueError(f"noise.mapping maps class {source} onto itself")
         result[source, source] = 1.0 - rate
@@ -84,85 +124,119 @@ def transition_matrix(noise_type: str, rate: float, num_classes: int, mapping=No
     return result
 
 
-def check_rate(rate) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not (
-        math.isfinite(rate) and 0.0 <= rate <= 1.0
-    ):
-        raise ValueError(f"noise.rate must be in [0, 1], got {rate!r}")
-    return float(rate)
-
-
-def check_transition_matrix(matrix, num_classes: int) -> np.ndarray:
-    """Checks a C x C row-stochastic matrix (non-negative, finite, rows summing to 1)."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.shape != (num_classes, num_classes):
-        raise ValueError(f"the transition matrix must be {num_classes} x {num_classes}, got shape {matrix.shape}")
-    if not np.all(np.isfinite(matrix)) or np.any(matrix < 0):
-        raise ValueError("the transition matrix must have finite, non-negative entries")
-    sums = matrix.sum(axis=1)
-    if not np.allclose(sums, 1.0, atol=1e-6):
-        row = int(np.argmax(np.abs(sums - 1.0)))
-        raise ValueError(f"each transition-matrix row must sum to 1; row {row} sums to {sums[row]:.6g}")
-    return matrix
-
-
-def load_matrix_file(path: str, num_classes: int) -> np.ndarray:
-    """Reads a C x C transition matrix from `.npy` (no pickles) or `.csv` / `.txt`."""
+def load_matrix_file(path, num_classes: int) -> np.ndarray:
+    """Reads a C x C transition matrix from `.npy` (no pickles) or `.csv` / `.txt` (comma or whitespace)."""
+    path = os.fspath(path)
+    if not path.endswith((".npy", ".csv", ".txt")):
+        raise ValueError(f"noise.matrix_file must end in .npy, .csv or .txt, got {path!r}")
     if not os.path.isfile(path):
         raise ValueError(f"noise.matrix_file {path!r} does not exist")
-    if path.endswith(".npy"):
-        matrix = np.load(path, allow_pickle=False)
-    elif path.endswith((".csv", ".txt")):
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-        matrix = np.loadtxt(text.replace(",", " ").splitlines(), ndmin=2)
-    else:
-        raise ValueError(f"noise.matrix_file must end in .npy, .csv or .txt, got {path!r}")
-    return check_transition_matrix(matrix, num_classes)
+    try:
+        if path.endswith(".npy"):
+            matrix = np.load(path, allow_pickle=False)
+        else:
+            with open(path, encoding="utf-8") as file:
+                lines = file.read().replace(",", " ").splitlines()
+            matrix = np.loadtxt(lines, dtype=np.float64, ndmin=2)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"noise.matrix_file {path!r} is not a readable matrix: {error}") from error
+    try:
+        return check_transition_matrix(matrix, num_classes)
+    except ValueError as error:
+        raise ValueError(f"noise.matrix_file {path!r}: {error}") from error
+
+
+def _square_transition_matrix(matrix) -> np.ndarray:
+    """`matrix` checked as a transition matrix over as many classes as it has rows."""
+    matrix = np.asarray(matrix, np.float64)
+    return check_transition_matrix(matrix, matrix.shape[0] if matrix.ndim else 0)
+
+
+def _mix64(z: tf.Tensor) -> tf.Tensor:
+    """SplitMix64's finalizer on uint64 (wrapping arithmetic)."""
+    z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(30, tf.uint64)))
+    z = z * tf.constant(_MIX_1, tf.uint64)
+    z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(27, tf.uint64)))
+    z = z * tf.constant(_MIX_2, tf.uint64)
+    return tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(31, tf.uint64)))
+
+
+def _uniform(seed, index: tf.Tensor) -> tf.Tensor:
+    """A float64 in [0, 1) per element of `index`, a pure function of (seed, index).
+
+    Element-wise integer hashing (not `stateless_uniform`, which `vectorized_map` can only run as a
+    slow per-example loop), so a scalar and a whole array give bit-identical draws, fast.
+    """
+    key = _mix64(tf.bitcast(tf.cast(seed, tf.int64), tf.uint64))
+    counter = tf.bitcast(index, tf.uint64) + tf.constant(1, tf.uint64)
+    bits = _mix64(key + counter * tf.constant(_GOLDEN_GAMMA, tf.uint64))
+    # The top 53 bits convert to float64 exactly.
+    return tf.cast(tf.bitwise.right_shift(bits, tf.constant(11, tf.uint64)), tf.float64) * 2.0**-53
+
+
+def _cumulative_rows(matrix: np.ndarray) -> np.ndarray:
+    """Row-wise cumulative sums for inverse-CDF sampling, guarded against float rounding.
+
+    From each row's last positive entry on, the cumulative value is +inf: a draw just below 1 can then
+    never pass the last drawable class, even when the row sums to 0.9999999 or ends in zeros.
+    """
+    cumulative = np.cumsum(matrix, axis=1)
+    num_classes = matrix.shape[1]
+    last_positive = num_classes - 1 - np.argmax(matrix[:, ::-1] > 0, axis=1)
+    cumulative[np.arange(num_classes)[np.newaxis, :] >= last_positive[:, np.newaxis]] = np.inf
+    return cumulative
+
+
+def _inverse_cdf(cumulative: tf.Tensor, labels: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+    """The class j with cumulative[label, j-1] <= u < cumulative[label, j] (zero-width classes never)."""
+    rows = tf.gather(cumulative, labels)
+    return tf.reduce_sum(tf.cast(rows <= u[..., tf.newaxis], tf.int64), axis=-1)
 
 
 def corrupt_labels(labels, index, matrix, seed: int) -> tf.Tensor:
-    """Noisy labels drawn from the rows of `matrix`; the draw of example i depends on (seed, index[i]).
+    """Noisy int64 labels drawn from the rows of `matrix`; example i's draw depends on (seed, index[i]) only.
 
-    Works on scalars (inside `tf.data.Dataset.map`) and on 1-D tensors (vectorized).
+    Element-wise, so it works on scalars (inside `tf.data.Dataset.map`) and on tensors of any shape.
     """
-    cumulative = np.cumsum(np.asarray(matrix, np.float64), axis=1)
-    cumulative[:, -1] = np.inf  # rounding can never push a draw past the last class
-    # Zero-probability classes have no width on the cumulative axis, so they are never drawn.
-    table = tf.constant(cumulative, tf.float64)
-    labels = tf.convert_to_tensor(labels, tf.int64)
-    index = tf.convert_to_tensor(index, tf.int64)
-
-    def draw(label, example_index):
-        seed_pair = tf.stack([tf.constant(seed, tf.int64), example_index])
-        u = tf.random.stateless_uniform([], seed=seed_pair, dtype=tf.float64)
-        return tf.searchsorted(tf.gather(table, label)[tf.newaxis], u[tf.newaxis, tf.newaxis],
-                               side="right", out_type=tf.int64)[0, 0]
-
-    if labels.shape.rank == 0:
-        return draw(labels, index)
-    return tf.vectorized_map(lambda pair: draw(pair[0], pair[1]), (labels, index))
+    cumulative = tf.constant(_cumulative_rows(_square_transition_matrix(matrix)))
+    labels = tf.cast(labels, tf.int64)
+    index = tf.cast(index, tf.int64)
+    return _inverse_cdf(cumulative, labels, _uniform(seed, index))
 
 
 def add_label_noise(labels, index, matrix, seed: int) -> np.ndarray:
-    """Eager numpy wrapper of `corrupt_labels`."""
-    labels = np.asarray(labels, np.int64)
-    if labels.size == 0:
-        return labels.copy()
-    return corrupt_labels(labels, np.asarray(index, np.int64), matrix, seed).numpy()
+    """Eager numpy wrapper of `corrupt_labels`, checking its inputs."""
+    labels, index = np.asarray(labels, np.int64), np.asarray(index, np.int64)
+    if labels.shape != index.shape:
+        raise ValueError(f"labels and index must have the same shape, got {labels.shape} and {index.shape}")
+    _check_labels(labels, len(_square_transition_matrix(matrix)), "labels")
+    return corrupt_labels(labels, index, matrix, seed).numpy()
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, name: str) -> None:
+    bad = (labels < 0) | (labels >= num_classes)
+    if np.any(bad):
+        raise ValueError(f"{name} must be in [0, {num_classes}), got {labels[bad][0]}")
 
 
 def realized_transition_matrix(clean, noisy, num_classes: int) -> np.ndarray:
     """Row-normalized counts of (clean, noisy) pairs; a class with no examples keeps a zero row."""
+    clean, noisy = np.asarray(clean, np.int64).ravel(), np.asarray(noisy, np.int64).ravel()
+    if clean.shape != noisy.shape:
+        raise ValueError(f"clean and noisy labels must have the same length, got {clean.size} and {noisy.size}")
+    _check_labels(clean, num_classes, "clean labels")
+    _check_labels(noisy, num_classes, "noisy labels")
     counts = np.zeros((num_classes, num_classes), np.float64)
-    np.add.at(counts, (np.asarray(clean, np.int64), np.asarray(noisy, np.int64)), 1)
+    np.add.at(counts, (clean, noisy), 1.0)
     totals = counts.sum(axis=1, keepdims=True)
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 
 
 def realized_noise_rate(clean, noisy) -> float:
-    """The fraction of labels that differ from the clean ones (0 for no labels)."""
+    """The fraction of labels that differ from the clean ones (0.0 for no labels)."""
     clean, noisy = np.asarray(clean), np.asarray(noisy)
+    if clean.shape != noisy.shape:
+        raise ValueError(f"clean and noisy labels must have the same shape, got {clean.shape} and {noisy.shape}")
     return float(np.mean(clean != noisy)) if clean.size else 0.0
 
 
@@ -177,34 +251,40 @@ class NoiseReport:
     realized_matrix: np.ndarray
 
     def to_json(self) -> dict:
+        """Plain Python types (lists of floats), ready for `json.dump`."""
         return {
-            "type": self.type,
+            "type": str(self.type),
             "rate": float(self.rate),
             "realized_rate": float(self.realized_rate),
-            "target_matrix": np.asarray(self.target_matrix, float).tolist(),
-            "realized_matrix": np.asarray(self.realized_matrix, float).tolist(),
+            "target_matrix": np.asarray(self.target_matrix, np.float64).tolist(),
+            "realized_matrix": np.asarray(self.realized_matrix, np.float64).tolist(),
         }
 
 
 def matrix_from_config(noise_config, num_classes: int, dataset_name: str) -> np.ndarray:
     """The transition matrix a config's `noise` block describes."""
     noise_type = noise_config.type
+    mapping_text = getattr(noise_config, "mapping", "")
+    matrix_file = getattr(noise_config, "matrix_file", "")
     if noise_type == "asymmetric":
-        mapping = parse_mapping(noise_config.mapping) if noise_config.mapping else default_pairs(dataset_name)
+        mapping = parse_mapping(mapping_text) if mapping_text else default_pairs(dataset_name)
         return transition_matrix(noise_type, noise_config.rate, num_classes, mapping=mapping)
     if noise_type == "matrix":
-        if not noise_config.matrix_file:
-            raise ValueError("noise.type=matrix needs noise.matrix_file (a C x C .npy or .csv file)")
-        return transition_matrix("matrix", 0.0, num_classes, matrix=load_matrix_file(noise_config.matrix_file,
-                                                                                      num_classes))
+        if not matrix_file:
+            raise ValueError("noise.type='matrix' needs noise.matrix_file (a C x C .npy, .csv or .txt file)")
+        return transition_matrix("matrix", 0.0, num_classes, matrix=load_matrix_file(matrix_file, num_classes))
     return transition_matrix(noise_type, noise_config.rate, num_classes)
 
 
 def apply_noise_config(noise_config, labels, index, num_classes: int, dataset_name: str, seed: int):
-    """Corrupts `labels` as `noise_config` says; returns (noisy labels, NoiseReport)."""
+    """Corrupts `labels` as `noise_config` says; returns (noisy int64 labels, NoiseReport)."""
     matrix = matrix_from_config(noise_config, num_classes, dataset_name)
     labels = np.asarray(labels, np.int64)
-    noisy = labels.copy() if noise_config.type == "none" else add_label_noise(labels, index, matrix, seed)
+    if noise_config.type == "none":
+        _check_labels(labels, num_classes, "labels")
+        noisy = labels.copy()
+    else:
+        noisy = add_label_noise(labels, index, matrix, seed)
     report = NoiseReport(
         type=noise_config.type,
         rate=float(noise_config.rate),

@@ -11,6 +11,7 @@ import os
 
 import keras
 
+from tf_twostage.classifier_trainer import CrossEntropyTrainer
 from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import supervised_dataset
 from tf_twostage.data.prepare import PreparedData
@@ -54,20 +55,18 @@ def train_cross_entropy(
     extra_callbacks=(),
     stage_name: str = "stage1",
 ) -> keras.callbacks.History:
-    """Compiles `classifier` with cross-entropy and fits it on the noisy training labels.
+    """Fits `classifier` with cross-entropy on the noisy training labels (through `CrossEntropyTrainer`).
 
-    Build `classifier` under the strategy's scope; the optimizer is created here, in the same scope.
+    Call under the strategy's scope (the classifier built in it too): the optimizer is created here.
+    Callbacks see the trainer as `self.model`; its weights are the classifier's.
     """
     stage_config = config.stage1
     epochs = int(stage_config.epochs)
     if epochs < 1:
         raise ValueError(f"{stage_name}.epochs must be >= 1, got {epochs}")
     batch_size = int(config.batch_size)
-    classifier.compile(
-        optimizer=make_optimizer(stage_config),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    trainer = CrossEntropyTrainer(classifier)
+    trainer.compile(optimizer=make_optimizer(stage_config))
     train = supervised_dataset(
         data.train,
         data.preprocessor,
@@ -79,7 +78,7 @@ def train_cross_entropy(
     )
     validation = supervised_dataset(data.validation, data.preprocessor, batch_size, training=False)
     callbacks = plateau_callbacks(stage_config, os.path.join(workdir, "logs", stage_name))
-    return classifier.fit(
+    return trainer.fit(
         train,
         epochs=epochs,
         steps_per_epoch=math.ceil(len(data.train) / batch_size),

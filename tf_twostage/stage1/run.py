@@ -184,7 +184,8 @@ def apply_rule(config, data: PreparedData, rule: str, probabilities, labels, sco
     if rule == "clean_set":
         return select_with_clean_classifiers(scores, labels, float(config.stage1.clean_threshold))
     return select_confident_labels(
-        probabilities, labels, float(config.stage1.threshold), float(config.stage1.floor_fraction)
+        probabilities, labels, float(config.stage1.threshold), float(config.stage1.floor_fraction),
+        top_up=config.stage1.top_up,
     )
 
 
@@ -234,6 +235,25 @@ def load_selection(workdir: str, data: PreparedData) -> np.ndarray:
     if not np.array_equal(arrays["index"], data.train.index):
         raise ValueError(f"{path} was made for other training examples than this config gives")
     return arrays["kept"].astype(bool)
+
+
+def load_refined_validation(workdir: str, data: PreparedData) -> np.ndarray:
+    """Positions in `data.validation` whose labels passed the Stage-1 rule (the refined validation set)."""
+    path = os.path.join(stage1_dir(workdir), "refined_validation.npz")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: run bin/select_labels.py first")
+    arrays = io_utils.read_npz(path)
+    if not np.array_equal(arrays["index"], data.validation.index):
+        raise ValueError(f"{path} was made for other validation examples than this config gives")
+    return np.flatnonzero(arrays["kept"])
+
+
+def weights_path(workdir: str) -> str:
+    """The Stage-1 classifier weights (best validation epoch) that Stage 2 starts from."""
+    path = os.path.join(stage1_dir(workdir), WEIGHTS_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: run bin/train_stage1.py first")
+    return path
 
 
 def _write_dropped_csv(path: str, data: PreparedData, kept, probabilities) -> None:

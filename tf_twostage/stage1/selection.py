@@ -66,20 +66,27 @@ def _floor_count(floor_fraction: float, num_labeled: int) -> int:
     return int(math.ceil(round(floor_fraction * num_labeled, 9)))
 
 
+TOP_UP_POOLS = ("class", "agreeing")
+
+
 def select_confident_labels(probabilities, noisy_labels, threshold: float = 0.9,
-                            floor_fraction: float = 0.1) -> np.ndarray:
+                            floor_fraction: float = 0.1, top_up: str = "class") -> np.ndarray:
     """The rule without a clean set: keep labels the network agrees with, confidently.
 
-    Per class c, among the examples labeled c, the candidates are those whose prediction (argmax, the
-    first maximum on ties) is c. Candidates with P(c|x) >= `threshold` are kept; if fewer than
-    ceil(`floor_fraction` * n_c) are, candidates are added in decreasing P(c|x) (equal values: lower
-    position first) until that many are kept or none are left. Disagreeing examples are never kept.
+    Per class c, among the examples labeled c: those whose prediction (argmax, the first maximum on
+    ties) is c and whose P(c|x) >= `threshold` are kept. If fewer than ceil(`floor_fraction` * n_c)
+    are, more are added down the ranking by P(c|x) (equal values: lower position first) until that
+    many are kept. The ranking is, with `top_up="class"`, every example labeled c (the paper: "the
+    labels of the top 10% of the images of that class pass"), so a class the network mostly
+    contradicts still keeps its most plausible labels; with `top_up="agreeing"` only the examples
+    whose prediction is c, so a disagreeing example is never kept.
 
     Args:
       probabilities: `[N, C]` class probabilities (finite, non-negative; e.g. softmax or averages).
       noisy_labels: `[N]` integer labels in `[0, C)`.
       threshold: the confidence that keeps a label outright, in [0, 1].
       floor_fraction: the fraction of each class kept at least (if enough candidates), in [0, 1].
+      top_up: where the floor's extra labels come from, "class" or "agreeing".
 
     Returns:
       A boolean `[N]` mask of the examples that keep their label.
@@ -89,19 +96,21 @@ def select_confident_labels(probabilities, noisy_labels, threshold: float = 0.9,
     noisy_labels = _check_labels("noisy_labels", noisy_labels, num_examples, num_classes)
     threshold = _check_fraction("threshold", threshold)
     floor_fraction = _check_fraction("floor_fraction", floor_fraction)
+    if top_up not in TOP_UP_POOLS:
+        raise ValueError(f"top_up must be one of {', '.join(TOP_UP_POOLS)}; got {top_up!r}")
 
     predictions = np.argmax(probabilities, axis=1)
     kept = np.zeros(num_examples, dtype=bool)
     for c in range(num_classes):
         labeled = np.flatnonzero(noisy_labels == c)
-        candidates = labeled[predictions[labeled] == c]
-        confidence = probabilities[candidates, c]
-        # Stable sort of the ascending positions: ties keep the lower position first.
-        ranked = candidates[np.argsort(-confidence, kind="stable")]
-        num_confident = int(np.count_nonzero(confidence >= threshold))
-        # The confident candidates are a prefix of the ranking, so the top-up only extends it.
-        num_kept = max(num_confident, min(_floor_count(floor_fraction, len(labeled)), len(ranked)))
-        kept[ranked[:num_kept]] = True
+        agrees = predictions[labeled] == c
+        kept[labeled[agrees & (probabilities[labeled, c] >= threshold)]] = True
+        missing = _floor_count(floor_fraction, len(labeled)) - int(np.count_nonzero(kept[labeled]))
+        if missing > 0:
+            pool = labeled[~kept[labeled] & (agrees if top_up == "agreeing" else True)]
+            # Stable sort of ascending positions: ties keep the lower position first.
+            ranked = pool[np.argsort(-probabilities[pool, c], kind="stable")]
+            kept[ranked[:missing]] = True
     return kept
 
 

@@ -1,0 +1,128 @@
+"""Pi model and temporal ensembling: the losses, the ensemble buffer, and equality under MirroredStrategy."""
+
+import functools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_twostage.data.augment import build_augmenter
+from tf_twostage.data.pipelines import semi_supervised_stream
+from tf_twostage.data.preprocess import Preprocessor
+from tf_twostage.models import build_mlp
+from tf_twostage.stage2.pi_model import PiModel
+from tf_twostage.stage2.temporal_ensembling import EnsembleUpdate, TemporalEnsembling
+from tf_twostage.stage2.trainer import EpochTracker
+from tests.conftest import make_split
+
+SHAPE, CLASSES = (6, 6, 1), 4
+
+
+def _classifier(noise=0.0, dropout=0.0):
+    keras.utils.set_random_seed(0)
+    return build_mlp(SHAPE, CLASSES, hidden_units=(16,), dropout=dropout, input_noise=noise)
+
+
+def _fixed_batches(views=2):
+    """Materialized Stage-2 batches, so every run sees exactly the same data in the same order."""
+    return tf.data.Dataset.from_tensor_slices(_materialized_batches(views))
+
+
+@functools.lru_cache(maxsize=None)
+def _materialized_batches(views, num_batches=4, batch_size=16):
+    split = make_split(48, CLASSES, shape=SHAPE)
+    augment = build_augmenter(SHAPE, translate_px=1, seed=0)
+    stream = semi_supervised_stream(split, np.arange(0, 48, 2), split.labels, Preprocessor(), batch_size,
+                                    augmenter=augment, num_views=views)
+    batches = list(stream.take(num_batches).as_numpy_iterator())
+    return {key: np.stack([b[key] for b in batches]) for key in batches[0]}
+
+
+def _make(algorithm, classifier):
+    if algorithm == "pi":
+        return PiModel(classifier)
+    if algorithm == "pi_stopgrad":
+        return PiModel(classifier, stop_gradient_targets=True)
+    return TemporalEnsembling(classifier, num_examples=48, num_classes=CLASSES)
+
+
+def _train(algorithm, strategy, epochs=2, weights=None):
+    with strategy.scope():
+        classifier = _classifier()
+        if weights is not None:
+            classifier.set_weights(weights)
+        trainer = _make(algorithm, classifier)
+        trainer.compile(keras.optimizers.SGD(0.5), consistency_weight=lambda epoch: 3.0 * (epoch + 1.0))
+    callbacks = [EpochTracker()] + ([EnsembleUpdate()] if algorithm == "temporal_ensembling" else [])
+    history = trainer.fit(_fixed_batches(views=1 if algorithm == "temporal_ensembling" else 2), epochs=epochs,
+                          verbose=0, callbacks=callbacks)
+    return trainer, history.history
+
+
+@pytest.mark.parametrize("algorithm", ["pi", "pi_stopgrad", "temporal_ensembling"])
+def test_mirrored_strategy_on_two_replicas_matches_a_run_without_strategy(algorithm, mirrored_strategy):
+    initial = _classifier().get_weights()
+    single, single_history = _train(algorithm, tf.distribute.get_strategy(), weights=initial)
+    mirrored = mirrored_strategy
+    assert mirrored.num_replicas_in_sync == 2
+    distributed, distributed_history = _train(algorithm, mirrored, weights=initial)
+    for key in ("loss", "loss/supervised", "loss/consistency"):
+        np.testing.assert_allclose(distributed_history[key], single_history[key], rtol=1e-4, atol=1e-6)
+    assert single_history["loss/consistency"][1] > 0  # the consistency term really took part
+    for got, want in zip(distributed.classifier.get_weights(), single.classifier.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    if algorithm == "temporal_ensembling":
+        copies = distributed.ensemble.value.values if hasattr(distributed.ensemble.value, "values") else None
+        if copies is not None:
+            for copy in copies:
+                np.testing.assert_array_equal(copy.numpy(), copies[0].numpy())
+        np.testing.assert_allclose(np.asarray(distributed.ensemble), np.asarray(single.ensemble), atol=1e-5)
+
+
+def test_temporal_ensemble_accumulates_predictions_with_bias_correction():
+    trainer, _ = _train("temporal_ensembling", tf.distribute.get_strategy(), epochs=1)
+    assert float(trainer.ensemble_updates) == 1.0
+    ensemble = np.asarray(trainer.ensemble)
+    seen = np.abs(ensemble).sum(axis=1) > 0
+    np.testing.assert_allclose(ensemble[seen].sum(axis=1), 0.4, rtol=1e-5)  # (1 - a) x a softmax row
+    batch = next(iter(_fixed_batches(views=1)))
+    predictions = trainer.classifier(batch["image"], training=False)
+    targets = np.asarray(trainer.consistency_targets(batch, predictions))
+    np.testing.assert_allclose(targets, ensemble[batch["index"].numpy()] / 0.4, rtol=1e-5)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_consistency_weight_is_zero_in_the_first_epoch_and_logged():
+    trainer = PiModel(_classifier(noise=0.2, dropout=0.3))
+    from tf_twostage.schedules import consistency_weight
+
+    trainer.compile(keras.optimizers.Adam(1e-3), consistency_weight=lambda e: consistency_weight(e, 10.0, 2))
+    history = trainer.fit(_fixed_batches(), epochs=3, verbose=0, callbacks=[EpochTracker()]).history
+    assert history["monitor/consistency_weight"][0] == 0.0
+    assert history["monitor/consistency_weight"][2] == pytest.approx(10.0)
+    assert history["loss/consistency"][0] > 0  # two noisy passes disagree
+
+
+def test_pi_stop_gradient_blocks_the_gradient_through_the_second_pass():
+    batch = next(iter(_fixed_batches()))
+    grads = {}
+    for stop in (False, True):
+        trainer = PiModel(_classifier(), stop_gradient_targets=stop)
+        with tf.GradientTape() as tape:
+            first = trainer.classifier(batch["image"], training=True)
+            second = trainer.consistency_targets(batch, first)
+            if trainer.stop_gradient_targets:
+                second = tf.stop_gradient(second)
+            loss = tf.reduce_mean(tf.square(first - second))
+        grads[stop] = tape.gradient(loss, trainer.classifier.trainable_variables)[0].numpy()
+    assert not np.allclose(grads[False], grads[True])
+
+
+def test_the_trainer_is_scaffolding_the_classifier_is_what_predicts():
+    classifier = _classifier()
+    trainer = PiModel(classifier)
+    images = np.zeros((2, *SHAPE), np.float32)
+    np.testing.assert_allclose(trainer(images), classifier(images))
+    with pytest.raises(ValueError, match="ensemble_momentum"):
+        TemporalEnsembling(classifier, 10, CLASSES, momentum=1.0)

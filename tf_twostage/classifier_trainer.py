@@ -1,0 +1,89 @@
+"""The base of every trainer in the package: a `keras.Model` that wraps a plain classifier.
+
+The trainer is scaffolding: `call` delegates to the classifier, and the classifier (not the trainer) is
+what gets saved, exported and reused. The base also carries what `fit` needs to run under
+`MultiWorkerMirroredStrategy` on this Keras version (TRAPS.md, keras-team/keras#20585):
+
+* `_maybe_symbolic_build` (private Keras API, pinned by the tests) only builds the optimizer when the
+  classifier is already built, instead of pulling a batch outside `strategy.run`;
+* logs are returned as rank-1 tensors under multi-worker strategies, whose MEAN reduction needs an axis.
+
+`CrossEntropyTrainer` is the supervised member (Stage-1 pre-training and the `ce` baseline).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+def global_sum(value):
+    """Sum of `value` over all replicas (itself without a strategy)."""
+    return tf.distribute.get_replica_context().all_reduce("sum", value)
+
+
+class ClassifierTrainer(keras.Model):
+    """Wraps `classifier` (images -> class probabilities); subclasses write `train_step`."""
+
+    def __init__(self, classifier: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+
+    def call(self, inputs, training=False):
+        return self.classifier(inputs, training=training)
+
+    def test_step(self, data):
+        """Evaluates the classifier on `(images, labels)` batches: cross-entropy and accuracy."""
+        images, labels = data[0], data[1]
+        predictions = self.classifier(images, training=False)
+        self.cross_entropy_tracker.update_state(keras.losses.sparse_categorical_crossentropy(labels, predictions))
+        self.accuracy_tracker.update_state(_correct(labels, predictions))
+        return self.logs({"loss": self.cross_entropy_tracker, "accuracy": self.accuracy_tracker})
+
+    def logs(self, trackers: dict) -> dict:
+        results = {name: tracker.result() for name, tracker in trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self.classifier.built and self._distribute_strategy is not None:
+            with self.distribute_strategy.scope():
+                if not self.optimizer.built:
+                    self.optimizer.build(self.classifier.trainable_variables)
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+
+class CrossEntropyTrainer(ClassifierTrainer):
+    """Cross-entropy on `(images, labels)` batches, normalized by the global batch size."""
+
+    def __init__(self, classifier: keras.Model, **kwargs):
+        super().__init__(classifier, **kwargs)
+        self.cross_entropy_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.cross_entropy_tracker, self.accuracy_tracker]
+
+    def train_step(self, data):
+        images, labels = data[0], data[1]
+        global_batch = global_sum(ops.cast(ops.shape(labels)[0], "float32"))
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            predictions = self.classifier(images, training=True)
+            cross_entropy = keras.losses.sparse_categorical_crossentropy(labels, predictions)
+            loss = ops.sum(cross_entropy) / global_batch
+            if self.classifier.losses:  # weight decay: each replica carries 1/R of it
+                loss += ops.sum(self.classifier.losses) / num_replicas
+        variables = self.classifier.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.cross_entropy_tracker.update_state(cross_entropy)
+        self.accuracy_tracker.update_state(_correct(labels, predictions))
+        return self.logs({"loss": self.cross_entropy_tracker, "accuracy": self.accuracy_tracker})
+
+
+def _correct(labels, predictions):
+    return ops.cast(ops.equal(ops.argmax(predictions, axis=-1), ops.cast(labels, "int64")), "float32")

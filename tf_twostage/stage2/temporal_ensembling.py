@@ -1,0 +1,73 @@
+"""Temporal ensembling (Laine & Aila): the target is an ensemble of the network's past predictions.
+
+One pass per step. Every prediction of the epoch is recorded per example; after each epoch
+Z <- a Z + (1 - a) z and the targets become Z / (1 - a^t) (bias correction after t updates).
+
+Z, the epoch's predictions and t are non-trainable weights of the trainer, so checkpoints (and
+`BackupAndRestore`) carry them. Under a strategy they are `only_first_replica` variables that every
+replica updates with the ids and rows gathered from all replicas, so all copies stay identical.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from keras import ops
+
+import keras
+
+from tf_twostage.stage2.trainer import SemiSupervisedTrainer
+
+
+class TemporalEnsembling(SemiSupervisedTrainer):
+    """Args: `num_examples`: rows of the buffer (one past the largest example `index`); `momentum`: a."""
+
+    def __init__(self, classifier, num_examples: int, num_classes: int, momentum: float = 0.6, **kwargs):
+        super().__init__(classifier, stop_gradient_targets=True, **kwargs)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"stage2.ensemble_momentum must be in [0, 1), got {momentum}")
+        self.momentum = float(momentum)
+        shape = (int(num_examples), int(num_classes))
+        common = {"initializer": "zeros", "trainable": False, "aggregation": "only_first_replica"}
+        self.ensemble = self.add_weight(shape=shape, name="ensemble", **common)
+        self.epoch_predictions = self.add_weight(shape=shape, name="epoch_predictions", **common)
+        self.ensemble_updates = self.add_weight(shape=(), name="ensemble_updates", **common)
+
+    def consistency_targets(self, batch, predictions):
+        rows = ops.take(self.ensemble, batch["index"], axis=0)
+        correction = 1.0 - ops.power(self.momentum, self.ensemble_updates)
+        return ops.where(self.ensemble_updates > 0, rows / ops.maximum(correction, 1e-8), predictions)
+
+    def after_step(self, batch, predictions):
+        ids = _gather_from_replicas(ops.cast(batch["index"], "float64"))
+        rows = _gather_from_replicas(predictions)
+        self.epoch_predictions.value.scatter_update(tf.IndexedSlices(rows, ops.cast(ids, "int64")))
+
+    @tf.function
+    def update_ensemble(self):
+        """Z <- a Z + (1 - a) z; called after every epoch by `EnsembleUpdate`."""
+        self.ensemble.assign(self.momentum * self.ensemble + (1.0 - self.momentum) * self.epoch_predictions)
+        self.ensemble_updates.assign_add(1.0)
+
+
+def _gather_from_replicas(value):
+    """Every replica's `value` stacked along axis 0, on every replica (equal shapes per replica).
+
+    An all-reduce of zero-padded slots: `ReplicaContext.all_gather` fails under
+    MultiWorkerMirroredStrategy inside `fit` ("destinations can not be empty"), the all-reduce works
+    everywhere. Ids travel as float64, exact below 2**53.
+    """
+    replica = tf.distribute.get_replica_context()
+    replicas = replica.num_replicas_in_sync
+    if replicas == 1:
+        return value
+    slot = tf.one_hot(replica.replica_id_in_sync_group, replicas, dtype=value.dtype)
+    slots = tf.reshape(slot, [replicas] + [1] * value.shape.rank) * value[tf.newaxis]
+    gathered = replica.all_reduce("sum", slots)
+    return tf.reshape(gathered, tf.concat([[-1], tf.shape(value)[1:]], axis=0))
+
+
+class EnsembleUpdate(keras.callbacks.Callback):
+    """Folds the epoch's predictions into the temporal ensemble at the end of every epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.update_ensemble()
