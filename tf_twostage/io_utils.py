@@ -61,6 +61,11 @@ def read_npz(path: str) -> dict:
         return {name: data[name] for name in data.files}
 
 
+def history_json(history) -> dict:
+    """A Keras `History` as plain lists of floats per metric (for results.json)."""
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
 def _to_builtin(value):
     if isinstance(value, np.ndarray):
         return value.tolist()

@@ -156,7 +156,7 @@ def train_stage1(config, data: PreparedData, strategy, workdir: str) -> keras.Mo
     os.makedirs(folder, exist_ok=True)
     with io_utils.atomic_path(os.path.join(folder, WEIGHTS_FILE), suffix=".weights.h5") as temporary:
         classifier.save_weights(temporary)
-    io_utils.write_json(os.path.join(folder, "history.json"), _history_json(history))
+    io_utils.write_json(os.path.join(folder, "history.json"), io_utils.history_json(history))
     io_utils.write_npz(os.path.join(folder, PREDICTIONS_FILE), **arrays)
     return classifier
 
@@ -278,6 +278,3 @@ def _write_dropped_csv(path: str, data: PreparedData, kept, probabilities) -> No
                     f"{confidence[row]:.4f}", f"{probabilities[position, label]:.4f}",
                 ])
 
-
-def _history_json(history) -> dict:
-    return {key: [float(v) for v in values] for key, values in history.history.items()}

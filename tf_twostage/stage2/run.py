@@ -15,7 +15,7 @@ import keras
 import ml_collections
 import numpy as np
 
-from tf_twostage import schedules
+from tf_twostage import io_utils, schedules
 from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import semi_supervised_stream, supervised_dataset
 from tf_twostage.data.prepare import PreparedData
@@ -110,7 +110,7 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
         callbacks.append(EnsembleUpdate())
     history = trainer.fit(stream, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation,
                           callbacks=callbacks, verbose=int(config.verbose))
-    histories = {"stage2": _history_json(history)}
+    histories = {"stage2": io_utils.history_json(history)}
     if int(stage2.finetune_epochs) > 0:
         histories["finetune"] = finetune_on_clean(config, data, classifier, strategy, workdir)
     return classifier, histories
@@ -131,8 +131,5 @@ def finetune_on_clean(config, data: PreparedData, classifier: keras.Model, strat
         callbacks=[keras.callbacks.TensorBoard(os.path.join(workdir, "logs", "finetune"), write_graph=False)],
         verbose=int(config.verbose),
     )
-    return _history_json(history)
+    return io_utils.history_json(history)
 
-
-def _history_json(history) -> dict:
-    return {key: [float(v) for v in values] for key, values in history.history.items()}

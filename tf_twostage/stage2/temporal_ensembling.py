@@ -10,10 +10,9 @@ replica updates with the ids and rows gathered from all replicas, so all copies 
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 from keras import ops
-
-import keras
 
 from tf_twostage.stage2.trainer import SemiSupervisedTrainer
 

@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_twostage.classifier_trainer import ClassifierTrainer, _correct, global_sum
+from tf_twostage.classifier_trainer import ClassifierTrainer, correct_predictions, global_sum
 
 
 class SemiSupervisedTrainer(ClassifierTrainer):
@@ -89,7 +89,7 @@ class SemiSupervisedTrainer(ClassifierTrainer):
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.after_step(batch, ops.stop_gradient(predictions))
 
-        correct = _correct(labels, predictions)
+        correct = correct_predictions(labels, predictions)
         # Logs are MEAN-reduced over replicas: scale each replica's share back to the global value.
         self.loss_tracker.update_state(loss * num_replicas)
         self.cross_entropy_tracker.update_state(supervised * num_replicas)
