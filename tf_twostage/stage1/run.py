@@ -209,43 +209,37 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
                                      data.validation.labels, arrays.get("validation_scores"))
     stats["refined_validation_size"] = int(validation_kept.sum())
 
-    io_utils.write_npz(
-        os.path.join(folder, "selection.npz"),
-        index=data.train.index,
-        kept=kept,
-        kept_label=np.where(kept, data.train.labels, -1),
-    )
-    io_utils.write_npz(
-        os.path.join(folder, "refined_validation.npz"),
-        index=data.validation.index,
-        kept=validation_kept,
-        kept_label=np.where(validation_kept, data.validation.labels, -1),
-    )
+    _write_kept(os.path.join(folder, "selection.npz"), data.train, kept)
+    _write_kept(os.path.join(folder, "refined_validation.npz"), data.validation, validation_kept)
     _write_dropped_csv(os.path.join(folder, "dropped_labels.csv"), data, kept, arrays["train_probabilities"])
     io_utils.write_json(os.path.join(folder, "selection_stats.json"), stats)
     return stats
 
 
-def load_selection(workdir: str, data: PreparedData) -> np.ndarray:
-    """The kept mask of `stage1/selection.npz`, checked against these training examples."""
-    path = os.path.join(stage1_dir(workdir), "selection.npz")
+def _write_kept(path: str, split, kept) -> None:
+    """`index`, `kept` mask and `kept_label` (-1 where dropped) of one split, as .npz (no pickles)."""
+    io_utils.write_npz(path, index=split.index, kept=kept, kept_label=np.where(kept, split.labels, -1))
+
+
+def _read_kept(name: str, workdir: str, split, what: str) -> np.ndarray:
+    """The kept mask of `stage1/<name>`, checked to belong to the examples of `split`."""
+    path = os.path.join(stage1_dir(workdir), name)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist: run bin/select_labels.py first")
     arrays = io_utils.read_npz(path)
-    if not np.array_equal(arrays["index"], data.train.index):
-        raise ValueError(f"{path} was made for other training examples than this config gives")
+    if not np.array_equal(arrays["index"], split.index):
+        raise ValueError(f"{path} was made for other {what} examples than this config gives")
     return arrays["kept"].astype(bool)
+
+
+def load_selection(workdir: str, data: PreparedData) -> np.ndarray:
+    """The kept mask of `stage1/selection.npz`, checked against these training examples."""
+    return _read_kept("selection.npz", workdir, data.train, "training")
 
 
 def load_refined_validation(workdir: str, data: PreparedData) -> np.ndarray:
     """Positions in `data.validation` whose labels passed the Stage-1 rule (the refined validation set)."""
-    path = os.path.join(stage1_dir(workdir), "refined_validation.npz")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} does not exist: run bin/select_labels.py first")
-    arrays = io_utils.read_npz(path)
-    if not np.array_equal(arrays["index"], data.validation.index):
-        raise ValueError(f"{path} was made for other validation examples than this config gives")
-    return np.flatnonzero(arrays["kept"])
+    return np.flatnonzero(_read_kept("refined_validation.npz", workdir, data.validation, "validation"))
 
 
 def weights_path(workdir: str) -> str:
