@@ -57,10 +57,15 @@ class ClassifierTrainer(keras.Model):
 
 
 class CrossEntropyTrainer(ClassifierTrainer):
-    """Cross-entropy on `(images, labels)` batches, normalized by the global batch size."""
+    """Cross-entropy on `(images, labels)` batches, normalized by the global batch size.
 
-    def __init__(self, classifier: keras.Model, **kwargs):
+    `loss`: another `keras.losses.Loss` on (sparse labels, probabilities), e.g. a loss-correction or
+    bootstrapping baseline; its per-example values (`loss.call`) replace the cross-entropy.
+    """
+
+    def __init__(self, classifier: keras.Model, loss=None, **kwargs):
         super().__init__(classifier, **kwargs)
+        self.per_example_loss = loss.call if loss is not None else keras.losses.sparse_categorical_crossentropy
         self.cross_entropy_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
 
@@ -74,7 +79,7 @@ class CrossEntropyTrainer(ClassifierTrainer):
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             predictions = self.classifier(images, training=True)
-            cross_entropy = keras.losses.sparse_categorical_crossentropy(labels, predictions)
+            cross_entropy = self.per_example_loss(labels, predictions)
             loss = ops.sum(cross_entropy) / global_batch
             if self.classifier.losses:  # weight decay: each replica carries 1/R of it
                 loss += ops.sum(self.classifier.losses) / num_replicas

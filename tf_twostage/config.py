@@ -92,6 +92,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage2.finetune_epochs = 0  # > 0: fine-tune on the clean subset afterwards (Table 4, 7 -> 8)
     config.stage2.finetune_learning_rate = 1e-5
 
+    config.baselines = ml_collections.ConfigDict()  # the comparison rows (PROTOCOL section 5)
+    config.baselines.transition = "estimated"  # forward/backward: estimated (from a CE model) | true
+    config.baselines.filter_percentile = 97.0  # anchor-point estimator's outlier filter
+    config.baselines.beta_soft = 0.95
+    config.baselines.beta_hard = 0.8
+
     config.distribution = ml_collections.ConfigDict()
     config.distribution.strategy = "auto"  # auto | none | mirrored | multi_worker
 

@@ -15,10 +15,12 @@ import time
 from typing import Callable, Dict
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from tf_twostage import io_utils
+from tf_twostage.baselines.methods import LOSS_METHODS, run_loss_baseline
 from tf_twostage.config_checks import validate_config
 from tf_twostage.data.prepare import PreparedData, prepare_data
 from tf_twostage.distribution import check_global_batch_size, make_strategy, worker_workdir
@@ -45,8 +47,7 @@ def run_cross_entropy(config, data: PreparedData, strategy, workdir: str) -> dic
 
 def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
     """`method=two_stage`: Stage 1 (pre-train, select labels), then Stage 2 (semi-supervised)."""
-    train_stage1(config, data, strategy, workdir)
-    stats = select_labels(config, data, workdir)
+    stats = run_stage1(config, data, strategy, workdir)
     classifier, histories = train_stage2(
         config, data, load_selection(workdir, data), strategy, workdir, weights_path(workdir),
         validation_positions=load_refined_validation(workdir, data),
@@ -55,7 +56,54 @@ def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
     return {"classifier": classifier, "stage1": stats, "history": histories}
 
 
-METHODS: Dict[str, Callable] = {"ce": run_cross_entropy, "two_stage": run_two_stage}
+def run_stage1(config, data: PreparedData, strategy, workdir: str) -> dict:
+    """Stage 1 as the two-stage method runs it: pre-train, select; returns the selection statistics."""
+    train_stage1(config, data, strategy, workdir)
+    return select_labels(config, data, workdir)
+
+
+def run_stage1_only(config, data: PreparedData, strategy, workdir: str) -> dict:
+    """`method=stage1_only` (ablation): cross-entropy on the kept labels alone, classes balanced."""
+    stats = run_stage1(config, data, strategy, workdir)
+    kept = np.flatnonzero(load_selection(workdir, data))
+    with strategy.scope():
+        classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
+        history = train_cross_entropy(classifier, data, config, workdir, stage_name="stage1_only",
+                                      positions=kept, validation_positions=load_refined_validation(workdir, data))
+    return {"classifier": classifier, "stage1": stats, "history": {"stage1_only": io_utils.history_json(history)}}
+
+
+def run_improved_baseline(config, data: PreparedData, strategy, workdir: str) -> dict:
+    """`method=improved_baseline`: cross-entropy on all noisy labels with class balancing, monitored
+    (learning-rate plateaus) on Stage 1's refined validation set."""
+    stats = run_stage1(config, data, strategy, workdir)
+    balanced = config.copy_and_resolve_references()
+    with balanced.unlocked():
+        balanced.stage1.balance_classes = True
+    with strategy.scope():
+        classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
+        history = train_cross_entropy(classifier, data, balanced, workdir, stage_name="improved_baseline",
+                                      validation_positions=load_refined_validation(workdir, data))
+    return {"classifier": classifier, "stage1": stats,
+            "history": {"improved_baseline": io_utils.history_json(history)}}
+
+
+def run_stage2_all_labels(config, data: PreparedData, strategy, workdir: str) -> dict:
+    """`method=stage2_all_labels` (ablation): Stage 2 from the pre-trained weights with every noisy label."""
+    train_stage1(config, data, strategy, workdir)
+    classifier, histories = train_stage2(config, data, np.ones(len(data.train), bool), strategy, workdir,
+                                         weights_path(workdir))
+    return {"classifier": classifier, "history": histories}
+
+
+METHODS: Dict[str, Callable] = {
+    "ce": run_cross_entropy,
+    "two_stage": run_two_stage,
+    "improved_baseline": run_improved_baseline,
+    **{method: run_loss_baseline for method in LOSS_METHODS},
+    "stage1_only": run_stage1_only,
+    "stage2_all_labels": run_stage2_all_labels,
+}
 
 
 def start_run(config, workdir: str):
@@ -94,6 +142,7 @@ def run_experiment(config, workdir: str) -> dict:
         "test_per_class_accuracy": test_metrics["per_class_accuracy"],
         "test_confusion_matrix": test_metrics["confusion_matrix"],
         "stage1": outcome.get("stage1"),
+        "baseline": outcome.get("baseline"),
         "history": outcome.get("history", {}),
         "num_replicas": strategy.num_replicas_in_sync,
         "tensorflow_version": tf.__version__,

@@ -54,18 +54,23 @@ def train_cross_entropy(
     workdir: str,
     extra_callbacks=(),
     stage_name: str = "stage1",
+    loss=None,
+    positions=None,
+    validation_positions=None,
 ) -> keras.callbacks.History:
     """Fits `classifier` with cross-entropy on the noisy training labels (through `CrossEntropyTrainer`).
 
     Call under the strategy's scope (the classifier built in it too): the optimizer is created here.
-    Callbacks see the trainer as `self.model`; its weights are the classifier's.
+    Callbacks see the trainer as `self.model`; its weights are the classifier's. `loss` replaces the
+    cross-entropy (a baseline's `keras.losses.Loss`); `positions` / `validation_positions` restrict the
+    training / validation examples (e.g. to the labels Stage 1 kept and the refined validation set).
     """
     stage_config = config.stage1
     epochs = int(stage_config.epochs)
     if epochs < 1:
         raise ValueError(f"{stage_name}.epochs must be >= 1, got {epochs}")
     batch_size = int(config.batch_size)
-    trainer = CrossEntropyTrainer(classifier)
+    trainer = CrossEntropyTrainer(classifier, loss=loss)
     trainer.compile(optimizer=make_optimizer(stage_config))
     train = supervised_dataset(
         data.train,
@@ -75,14 +80,18 @@ def train_cross_entropy(
         seed=config.seed,
         augmenter=build_stage_augmenter(config, data),
         balance_classes=bool(stage_config.balance_classes),
+        positions=positions,
     )
-    validation = supervised_dataset(data.validation, data.preprocessor, batch_size, training=False)
+    num_examples = len(data.train) if positions is None else len(positions)
+    num_validation = len(data.validation) if validation_positions is None else len(validation_positions)
+    validation = supervised_dataset(data.validation, data.preprocessor, batch_size, training=False,
+                                    positions=validation_positions)
     callbacks = plateau_callbacks(stage_config, os.path.join(workdir, "logs", stage_name))
     return trainer.fit(
         train,
         epochs=epochs,
-        steps_per_epoch=math.ceil(len(data.train) / batch_size),
-        validation_data=validation if len(data.validation) else None,
+        steps_per_epoch=max(1, math.ceil(num_examples / batch_size)),
+        validation_data=validation if num_validation else None,
         callbacks=callbacks + list(extra_callbacks),
         verbose=int(config.verbose),
     )
