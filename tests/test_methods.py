@@ -25,6 +25,11 @@ def test_forward_correction_reports_its_estimated_matrix_and_corrected_labels(tm
     matrix = np.asarray(baseline["transition_matrix"])
     assert matrix.shape == (10, 10)
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-6)
+    from PIL import Image
+
+    with Image.open(tmp_path / "plots" / "transition_matrices.png") as image:
+        pixels = np.asarray(image.convert("L"))
+    assert pixels.std() > 10  # a real figure, not a blank image
     stats = baseline["corrected_labels"]
     assert stats["argmax_correct_fraction"] + stats["argmax_incorrect_fraction"] == pytest.approx(1.0)
 

@@ -8,9 +8,11 @@ Forward / backward correction need the noise transition matrix: estimated from a
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from tf_twostage import io_utils
+from tf_twostage import io_utils, plots
 from tf_twostage.baselines.losses import (
     BackwardCorrectedCrossEntropy,
     ForwardCorrectedCrossEntropy,
@@ -61,6 +63,13 @@ def run_loss_baseline(config, data: PreparedData, strategy, workdir: str) -> dic
     with strategy.scope():
         classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
         history = train_cross_entropy(classifier, data, config, workdir, loss=loss)
+    if method in ("forward", "backward") and data.train.has_clean_labels:
+        plots.plot_matrices(
+            os.path.join(workdir, "plots", "transition_matrices.png"),
+            [data.noise.target_matrix, details["transition_matrix"]],
+            ["true transition matrix", f"{details['transition_source']} matrix"],
+            data.dataset.class_names,
+        )
     if method == "forward" and data.train.has_clean_labels:
         # How forward correction's implied clean labels compare with the truth (paper's Table 2).
         details["corrected_labels"] = corrected_label_statistics(
