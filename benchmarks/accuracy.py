@@ -23,13 +23,19 @@ from absl import app, flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHOD_ARGS = {
     "ce": ["--config.method=ce"],
+    "improved_baseline": ["--config.method=improved_baseline"],
+    "forward": ["--config.method=forward"],
+    "backward": ["--config.method=backward"],
+    "bootstrap_soft": ["--config.method=bootstrap_soft"],
+    "bootstrap_hard": ["--config.method=bootstrap_hard"],
     "two_stage_pi": ["--config.method=two_stage", "--config.stage2.algorithm=pi"],
     "two_stage_temporal_ensembling": ["--config.method=two_stage",
                                       "--config.stage2.algorithm=temporal_ensembling"],
 }
 _WORKDIR = flags.DEFINE_string("workdir", os.path.join(ROOT, "runs", "benchmark"), "Folder of the cells' runs.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
-_METHODS = flags.DEFINE_list("methods", list(METHOD_ARGS), "Methods (rows).")
+_METHODS = flags.DEFINE_list("methods", ["ce", "two_stage_pi", "two_stage_temporal_ensembling"],
+                             f"Methods (rows), of: {', '.join(METHOD_ARGS)}.")
 _NOISE = flags.DEFINE_list("noise", ["none:0", "symmetric:0.2", "asymmetric:0.2", "asymmetric:0.6"],
                            "Noise settings TYPE:RATE.")
 _PARALLEL = flags.DEFINE_integer("parallel", 2, "Cells run at once.")

@@ -12,6 +12,10 @@ def get_config():
     # a true 2 (2->7 flips 60% of the 2s while 7->1 takes 60% of the 7s), so the examples that agree
     # with label 7 are mostly 2s and a 10% top-up of class 7 can only add wrong labels.
     config.stage1.floor_fraction = 0.05
+    # Class-balanced pre-training: the flipped-from classes (2, 3, 5, 7) keep only 40% of their labels, and
+    # balancing lets their true images win the vote again (Stage 1 at p=0.6, seeds 0-2: 0.64% of the set
+    # kept wrongly vs 1.09% unbalanced; two-stage TE seed 0: 76.3% vs 72.9%). The `ce` baseline stays plain.
+    config.stage1.balance_classes = True
     # 4,000 images: a shorter semi-supervised schedule than the 300 epochs of the CIFAR recipe did as
     # well or better here (TE, seed 0: 72.5% at 100 epochs vs 68.3% at 300).
     config.stage2.epochs = 100

@@ -38,11 +38,22 @@ from tf_twostage.stage2.run import train_stage2
 
 
 def run_cross_entropy(config, data: PreparedData, strategy, workdir: str) -> dict:
-    """`method=ce`: the classifier trained with cross-entropy on the noisy labels (final weights)."""
+    """`method=ce`: plain cross-entropy on the noisy labels, final weights (the baseline row).
+
+    Always unbalanced, whatever `stage1.balance_classes` says (that is `improved_baseline`).
+    """
+    plain = _with_balance(config, False)
     with strategy.scope():
         classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
-        history = train_cross_entropy(classifier, data, config, workdir)
+        history = train_cross_entropy(classifier, data, plain, workdir)
     return {"classifier": classifier, "history": {"stage1": io_utils.history_json(history)}}
+
+
+def _with_balance(config, balance: bool):
+    """A copy of `config` whose pre-training is (or is not) class-balanced."""
+    copy = config.copy_and_resolve_references()
+    copy.stage1.balance_classes = balance
+    return copy
 
 
 def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
@@ -77,9 +88,7 @@ def run_improved_baseline(config, data: PreparedData, strategy, workdir: str) ->
     """`method=improved_baseline`: cross-entropy on all noisy labels with class balancing, monitored
     (learning-rate plateaus) on Stage 1's refined validation set."""
     stats = run_stage1(config, data, strategy, workdir)
-    balanced = config.copy_and_resolve_references()
-    with balanced.unlocked():
-        balanced.stage1.balance_classes = True
+    balanced = _with_balance(config, True)
     with strategy.scope():
         classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
         history = train_cross_entropy(classifier, data, balanced, workdir, stage_name="improved_baseline",
