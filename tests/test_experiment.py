@@ -40,6 +40,9 @@ def test_cross_entropy_run_leaves_config_and_results_with_the_contract_keys(tmp_
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["noise"]["rate"] == 0.6 and config["data"]["name"] == "mnist5k"
     assert os.listdir(tmp_path / "logs" / "stage1")
+    assert (tmp_path / "final" / "classifier.weights.h5").exists()
+    assert on_disk["export_dir"] == str(tmp_path / "export" / "mnist5k" / "1")
+    assert (tmp_path / "export" / "mnist5k" / "1" / "saved_model.pb").exists()
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
 
 

@@ -5,6 +5,7 @@
   results.json  method, dataset, seed, noise {type, rate, realized_rate, ...}, test_accuracy,
                 stage1, wall_seconds, ...
   logs/         TensorBoard logs of every stage
+  final/classifier.weights.h5, export/<dataset>/<version>/ (SavedModel for TF Serving)
 Every artifact is written atomically.
 """
 
@@ -25,6 +26,7 @@ from tf_twostage.config_checks import validate_config
 from tf_twostage.data.prepare import PreparedData, prepare_data
 from tf_twostage.distribution import check_global_batch_size, make_strategy, worker_workdir
 from tf_twostage.evaluation import evaluate_classifier
+from tf_twostage.export import ENCODED_IMAGE_DATASETS, EXPORT_DIR, export_classifier
 from tf_twostage.models import build_classifier
 from tf_twostage.stage1.pretrain import train_cross_entropy
 from tf_twostage.stage1.run import (
@@ -138,7 +140,16 @@ def run_experiment(config, workdir: str) -> dict:
     started = time.time()
     strategy, data, workdir = start_run(config, workdir)
     outcome = METHODS[config.method](config, data, strategy, workdir)
-    test_metrics = evaluate_classifier(outcome["classifier"], data.test, data.preprocessor, config.batch_size)
+    classifier = outcome["classifier"]
+    test_metrics = evaluate_classifier(classifier, data.test, data.preprocessor, config.batch_size)
+    final_weights = os.path.join(workdir, "final", "classifier.weights.h5")
+    with io_utils.atomic_path(final_weights, suffix=".weights.h5") as temporary:
+        classifier.save_weights(temporary)
+    export_dir = export_classifier(
+        classifier, data.preprocessor, data.image_shape, data.dataset.class_names,
+        os.path.join(workdir, EXPORT_DIR), config.data.name,
+        encoded_images=config.data.name in ENCODED_IMAGE_DATASETS,
+    )
     results = {
         "method": config.method,
         "dataset": data.dataset.name,
@@ -152,6 +163,7 @@ def run_experiment(config, workdir: str) -> dict:
         "test_confusion_matrix": test_metrics["confusion_matrix"],
         "stage1": outcome.get("stage1"),
         "baseline": outcome.get("baseline"),
+        "export_dir": export_dir,
         "history": outcome.get("history", {}),
         "num_replicas": strategy.num_replicas_in_sync,
         "tensorflow_version": tf.__version__,

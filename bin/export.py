@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Exports a run's classifier as a SavedModel for TF Serving, pre-processing inside.
+
+  python bin/export.py --config=configs/mnist5k.py --workdir=runs/mnist5k \
+      [--weights=PATH] [--model_name=NAME]
+
+Writes DIR/export/<model_name or data.name>/<next version>/ (PROTOCOL section 7). The weights default to
+DIR/final/classifier.weights.h5 if it exists, else DIR/stage1/classifier.weights.h5. Use the config the
+run was trained with: the mean image is re-derived from its data.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from tf_twostage.export import export_from_workdir
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run whose classifier to export.")
+_WEIGHTS = flags.DEFINE_string("weights", None, "Classifier weights (.weights.h5); default: see above.")
+_MODEL_NAME = flags.DEFINE_string("model_name", None, "Model folder under DIR/export (default: data.name).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+WEIGHTS_CANDIDATES = (("final", "classifier.weights.h5"), ("stage1", "classifier.weights.h5"))
+
+
+def default_weights(workdir: str) -> str:
+    """The first of DIR/final/classifier.weights.h5 and DIR/stage1/classifier.weights.h5 that exists."""
+    candidates = [os.path.join(workdir, *parts) for parts in WEIGHTS_CANDIDATES]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(
+        f"no classifier weights in {workdir}: looked for {' and '.join(candidates)}; "
+        "train first (bin/run_experiment.py or bin/train_stage1.py) or pass --weights"
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        weights = _WEIGHTS.value or default_weights(_WORKDIR.value)
+        version_dir = export_from_workdir(_CONFIG.value, _WORKDIR.value, weights, _MODEL_NAME.value)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {weights} to {os.path.abspath(version_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
