@@ -13,8 +13,9 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tf_twostage.experiment import start_run
-from tf_twostage.stage1.run import select_labels
+from tf_twostage.cli import parse_flags
+
+from tf_twostage.experiment import select_and_record, start_run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run (the one bin/train_stage1.py used).")
@@ -26,7 +27,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         _, data, workdir = start_run(_CONFIG.value, _WORKDIR.value)
-        stats = select_labels(_CONFIG.value, data, workdir)
+        stats = select_and_record(_CONFIG.value, data, workdir)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -36,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -4,6 +4,7 @@
   python bin/train_stage1.py --config=configs/mnist5k.py --workdir=runs/mnist5k
 
 Writes DIR/stage1/predictions.npz and DIR/stage1/classifier.weights.h5 (best validation epoch).
+A finished Stage 1 is not run again; an interrupted one resumes from its last epoch.
 """
 
 import sys
@@ -11,11 +12,13 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tf_twostage.experiment import start_run
-from tf_twostage.stage1.run import train_stage1
+from tf_twostage.cli import parse_flags
+
+from tf_twostage.experiment import ensure_stage1_trained, start_run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the run's artifacts.")
+_RESTART = flags.DEFINE_bool("restart", False, "Delete the workdir's run artifacts first and start over.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -23,14 +26,18 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
-        strategy, data, workdir = start_run(_CONFIG.value, _WORKDIR.value)
-        train_stage1(_CONFIG.value, data, strategy, workdir)
+        strategy, data, workdir = start_run(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
+        trained = ensure_stage1_trained(_CONFIG.value, data, strategy, workdir)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"stage 1 predictions written to {_WORKDIR.value}/stage1/")
+    except FloatingPointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    done = "written to" if trained else "already finished in"
+    print(f"stage 1 predictions {done} {_WORKDIR.value}/stage1/")
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

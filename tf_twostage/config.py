@@ -105,6 +105,28 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+    """The resolved config a run recorded in `workdir/config.json`, as a locked ConfigDict.
+
+    Lets programs that read a finished run (evaluate, report, export) use exactly the run's settings.
+    """
+    import json
+    import os
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist: {workdir!r} is not a run's workdir "
+                                "(bin/run_experiment.py writes config.json first)")
+    with open(path, encoding="utf-8") as file:
+        saved = json.load(file)
+    config = base_config()
+    try:
+        config.update(saved)
+    except (KeyError, AttributeError, TypeError) as error:
+        raise ValueError(f"{path} does not match this version's config keys: {error}") from error
+    return config
+
+
 def placeholder_str():
     """A string key that may be left unset (None) yet still be overridden from the command line."""
     return config_dict.placeholder(str)

@@ -1,18 +1,30 @@
-"""Checks a config before any work starts, so a bad value fails at once with a clear message."""
+"""Checks a config before any work starts, so a bad value fails at once with a clear message.
+
+Every message names the key, the bad value and what is allowed ("noise.rate must be in [0, 1], got 1.5").
+`check_override_keys` does the same for `--config.KEY=VALUE` command-line overrides of keys the config
+lacks, which the flag parser would otherwise report as a bare `AttributeError`.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Sequence
 
 from tf_twostage.data.datasets import DATASET_NAMES
-from tf_twostage.data.noise import NOISE_TYPES
+from tf_twostage.data.noise import NOISE_TYPES, parse_mapping
 from tf_twostage.distribution import STRATEGY_NAMES
 from tf_twostage.models import MODEL_NAMES
+from tf_twostage.stage1.callback import RANKINGS
 from tf_twostage.stage1.pretrain import OPTIMIZER_NAMES
+from tf_twostage.stage1.selection import TOP_UP_POOLS
 
 STAGE2_ALGORITHMS = ("pi", "temporal_ensembling")
 BAD_FILE_POLICIES = ("error", "skip")
+STAGE1_RULES = ("auto", "confidence", "clean_set")  # tf_twostage.stage1.run.RULES
+TRANSITION_SOURCES = ("estimated", "true")  # tf_twostage.baselines.methods.TRANSITION_SOURCES
+VERBOSITY = (0, 1, 2)
+_OVERRIDE = re.compile(r"--?config\.([^=]+)")
 
 
 def validate_config(config, methods: Sequence[str]) -> None:
@@ -23,40 +35,152 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _one_of("stage2.algorithm", config.stage2.algorithm, STAGE2_ALGORITHMS)
     _one_of("model.name", config.model.name, MODEL_NAMES)
     _one_of("stage1.optimizer", config.stage1.optimizer, OPTIMIZER_NAMES)
+    _one_of("stage1.ranking", config.stage1.ranking, RANKINGS)
+    _one_of("stage1.rule", config.stage1.rule, STAGE1_RULES)
+    _one_of("stage1.top_up", config.stage1.top_up, TOP_UP_POOLS)
+    _one_of("baselines.transition", config.baselines.transition, TRANSITION_SOURCES)
     _one_of("distribution.strategy", config.distribution.strategy, STRATEGY_NAMES)
     _one_of("data.on_bad_file", config.data.on_bad_file, BAD_FILE_POLICIES)
+    _one_of("verbose", config.verbose, VERBOSITY)
     _integer("seed", config.seed, minimum=0)
     _integer("batch_size", config.batch_size, minimum=1)
-    _integer("stage1.epochs", config.stage1.epochs, minimum=1)
-    _integer("stage2.epochs", config.stage2.epochs, minimum=1)
+    _check_data(config.data)
+    _check_noise(config.noise)
     _integer("augment.translate_px", config.augment.translate_px, minimum=0)
-    _in_range("noise.rate", config.noise.rate, 0.0, 1.0)
-    _in_range("data.val_fraction", config.data.val_fraction, 0.0, 0.99)
-    _in_range("model.dropout", config.model.dropout, 0.0, 0.99)
-    if config.noise.type == "none" and config.noise.rate:
-        raise ValueError(f"noise.type is 'none' but noise.rate is {config.noise.rate}; set the rate to 0")
-    if config.noise.type == "matrix" and not config.noise.matrix_file:
-        raise ValueError("noise.type=matrix needs noise.matrix_file (a C x C .npy or .csv file)")
-    if config.data.name in ("folder", "csv"):
+    _check_model(config.model)
+    _check_stage1(config.stage1)
+    _check_stage2(config.stage2)
+    _in_range("baselines.filter_percentile", config.baselines.filter_percentile, 0.0, 100.0)
+    _in_range("baselines.beta_soft", config.baselines.beta_soft, 0.0, 1.0)
+    _in_range("baselines.beta_hard", config.baselines.beta_hard, 0.0, 1.0)
+
+
+def _check_data(data) -> None:
+    _in_range("data.val_fraction", data.val_fraction, 0.0, 0.99)
+    _image_size("data.image_size", data.image_size)
+    _one_of("data.channels", data.channels, (1, 3))
+    names = tuple(data.class_names or ())
+    if names and (len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names)):
+        raise ValueError(f"data.class_names must be distinct non-empty strings (or empty to infer them), "
+                         f"got {names!r}")
+    if data.name in ("folder", "csv"):
         for key in ("dir", "train", "test"):
-            if not config.data[key]:
-                raise ValueError(f"data.name={config.data.name} needs data.{key}; it is empty")
-    if config.data.name == "clothing1m" and not config.data.dir:
+            if not data[key]:
+                raise ValueError(f"data.name={data.name} needs data.{key}; it is empty")
+    if data.name == "clothing1m" and not data.dir:
         raise ValueError("data.name=clothing1m needs data.dir, the root of the Clothing1M release")
 
 
-def _one_of(key: str, value, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+def _check_noise(noise) -> None:
+    _in_range("noise.rate", noise.rate, 0.0, 1.0)
+    if noise.type == "none" and noise.rate:
+        raise ValueError(f"noise.type is 'none' but noise.rate is {noise.rate}; set the rate to 0")
+    if noise.type == "matrix" and not noise.matrix_file:
+        raise ValueError("noise.type=matrix needs noise.matrix_file (a C x C .npy or .csv file)")
+    if noise.type == "asymmetric" and noise.mapping:
+        parse_mapping(noise.mapping)  # names the bad part; class ranges are checked with the data
+
+
+def _check_model(model) -> None:
+    _in_range("model.dropout", model.dropout, 0.0, 0.99)
+    units = tuple(model.hidden_units or ())
+    if not units or not all(_is_int(u) and u >= 1 for u in units):
+        raise ValueError(f"model.hidden_units must be one or more integers >= 1, got {model.hidden_units!r}")
+    for key in ("input_noise", "top_noise", "weight_decay"):
+        _at_least(f"model.{key}", model[key], 0.0)
+
+
+def _check_stage1(stage1) -> None:
+    _integer("stage1.epochs", stage1.epochs, minimum=1)
+    _positive("stage1.learning_rate", stage1.learning_rate)
+    _in_range("stage1.momentum", stage1.momentum, 0.0, 0.999)
+    _integer("stage1.lr_patience", stage1.lr_patience, minimum=0)
+    _in_range("stage1.lr_factor", stage1.lr_factor, 0.001, 0.999)
+    _at_least("stage1.min_lr", stage1.min_lr, 0.0)
+    _integer("stage1.average_last", stage1.average_last, minimum=1)
+    _integer("stage1.kfold", stage1.kfold, minimum=2)
+    _in_range("stage1.threshold", stage1.threshold, 0.0, 1.0)
+    _in_range("stage1.floor_fraction", stage1.floor_fraction, 0.0, 1.0)
+    _in_range("stage1.clean_threshold", stage1.clean_threshold, 0.0, 1.0)
+    _integer("stage1.clean_epochs", stage1.clean_epochs, minimum=1)
+
+
+def _check_stage2(stage2) -> None:
+    _integer("stage2.epochs", stage2.epochs, minimum=1)
+    batch_size = stage2.batch_size
+    if not _is_int(batch_size) or batch_size < 2 or batch_size % 2:
+        raise ValueError(f"stage2.batch_size must be an even integer >= 2 (half labeled, half unlabeled), "
+                         f"got {batch_size!r}")
+    _positive("stage2.learning_rate", stage2.learning_rate)
+    _integer("stage2.rampup_epochs", stage2.rampup_epochs, minimum=0)
+    _integer("stage2.rampdown_epochs", stage2.rampdown_epochs, minimum=0)
+    for key in ("max_weight_pi", "max_weight_te", "fixed_weight", "input_noise", "top_noise"):
+        _at_least(f"stage2.{key}", stage2[key], 0.0)
+    _in_range("stage2.ensemble_momentum", stage2.ensemble_momentum, 0.0, 0.999)
+    _integer("stage2.translate_px", stage2.translate_px, minimum=0)
+    _integer("stage2.finetune_epochs", stage2.finetune_epochs, minimum=0)
+    _positive("stage2.finetune_learning_rate", stage2.finetune_learning_rate)
+
+
+def check_override_keys(argv: Sequence[str], config=None) -> None:
+    """Raises ValueError naming the first `--config.KEY=VALUE` argument whose KEY the config lacks.
+
+    `config` defaults to `tf_twostage.config.base_config()`, whose keys every preset shares. Meant for the
+    programs' flag parsing, before absl hands the override to the (locked) ConfigDict.
+    """
+    if config is None:
+        from tf_twostage.config import base_config  # pylint: disable=import-outside-toplevel
+
+        config = base_config()
+    for argument in argv:
+        match = _OVERRIDE.match(argument)
+        if not match:
+            continue
+        node, path = config, []
+        for part in match.group(1).split("."):
+            part = re.sub(r"\[[^]]*\]$", "", part)  # `key[0]` overrides one element of a tuple
+            keys = sorted(node.keys()) if hasattr(node, "keys") else []
+            if part not in keys:
+                where = ".".join(path) or "the config"
+                allowed = f"{where} has the keys {', '.join(keys)}" if keys else f"{where} is not a section"
+                raise ValueError(f"unknown config key {'.'.join(path + [part])!r} in {argument!r}; {allowed}")
+            node, path = node[part], path + [part]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _one_of(key: str, value, allowed: Sequence) -> None:
+    if isinstance(value, bool) or value not in allowed:
+        raise ValueError(f"{key} must be one of {', '.join(str(a) for a in allowed)}; got {value!r}")
 
 
 def _integer(key: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not _is_int(value) or value < minimum:
         raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
 
 
 def _in_range(key: str, value, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not (
-        low <= value <= high
-    ):
+    if not _is_number(value) or not low <= value <= high:
         raise ValueError(f"{key} must be in [{low:g}, {high:g}], got {value!r}")
+
+
+def _at_least(key: str, value, low: float) -> None:
+    if not _is_number(value) or value < low:
+        raise ValueError(f"{key} must be a finite number >= {low:g}, got {value!r}")
+
+
+def _positive(key: str, value) -> None:
+    if not _is_number(value) or value <= 0:
+        raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
+
+
+def _image_size(key: str, value) -> None:
+    size = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(size) != 2 or not all(_is_int(d) and d >= 1 for d in size):
+        raise ValueError(f"{key} must be two integers >= 1 (height, width), got {value!r}")

@@ -51,12 +51,13 @@ def worker_workdir(workdir: str, strategy: tf.distribute.Strategy) -> str:
     return os.path.join(workdir, "workers", f"{resolver.task_type}_{resolver.task_id}")
 
 
-def check_global_batch_size(batch_size: int, strategy: tf.distribute.Strategy, halves: bool = False) -> None:
+def check_global_batch_size(batch_size: int, strategy: tf.distribute.Strategy, halves: bool = False,
+                            key: str = "batch_size") -> None:
     """The global batch must split evenly over replicas (and, for Stage 2, into labeled/unlabeled halves)."""
     replicas = strategy.num_replicas_in_sync
     unit = replicas * (2 if halves else 1)
     if batch_size % unit:
         what = "2 x the replica count" if halves else "the replica count"
         raise ValueError(
-            f"batch_size must be a multiple of {what} ({unit} with {replicas} replicas), got {batch_size}"
+            f"{key} must be a multiple of {what} ({unit} with {replicas} replicas), got {batch_size}"
         )

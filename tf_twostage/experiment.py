@@ -6,7 +6,11 @@
                 stage1, wall_seconds, ...
   logs/         TensorBoard logs of every stage
   final/classifier.weights.h5, export/<dataset>/<version>/ (SavedModel for TF Serving)
-Every artifact is written atomically.
+  manifest.json the finished stages, each with the hash of the config it ran under
+Every artifact is written atomically. Rerunning the same command resumes: finished stages are
+skipped (`manifest.RunManifest`), a training stage in progress continues from its last epoch
+checkpoint (`resume.resume_fit`), and a finished run returns its results. A workdir reused with a
+different config is refused (`manifest.check_workdir`) unless `restart=True`.
 """
 
 from __future__ import annotations
@@ -27,16 +31,26 @@ from tf_twostage.data.prepare import PreparedData, prepare_data
 from tf_twostage.distribution import check_global_batch_size, make_strategy, worker_workdir
 from tf_twostage.evaluation import evaluate_classifier
 from tf_twostage.export import ENCODED_IMAGE_DATASETS, EXPORT_DIR, export_classifier
+from tf_twostage.manifest import RunManifest, check_workdir
 from tf_twostage.models import build_classifier
+from tf_twostage.resume import remove_checkpoints
 from tf_twostage.stage1.pretrain import train_cross_entropy
 from tf_twostage.stage1.run import (
+    PREDICTIONS_FILE,
+    WEIGHTS_FILE,
     load_refined_validation,
     load_selection,
     select_labels,
+    stage1_dir,
     train_stage1,
     weights_path,
 )
-from tf_twostage.stage2.run import train_stage2
+from tf_twostage.stage2.run import build_semi_supervised_classifier, train_stage2
+
+FINAL_DIR = "final"
+FINAL_WEIGHTS = os.path.join(FINAL_DIR, "classifier.weights.h5")
+FINAL_OUTCOME = os.path.join(FINAL_DIR, "outcome.json")  # what the method returned besides the classifier
+SEMI_SUPERVISED_METHODS = ("two_stage", "stage2_all_labels")  # their classifier has the Stage-2 noise layers
 
 
 def run_cross_entropy(config, data: PreparedData, strategy, workdir: str) -> dict:
@@ -70,9 +84,36 @@ def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
 
 
 def run_stage1(config, data: PreparedData, strategy, workdir: str) -> dict:
-    """Stage 1 as the two-stage method runs it: pre-train, select; returns the selection statistics."""
+    """Stage 1 as the two-stage method runs it: pre-train, select; returns the selection statistics.
+
+    Each step runs once per workdir and config: a rerun reads the selection exactly as it was saved.
+    """
+    ensure_stage1_trained(config, data, strategy, workdir)
+    manifest = RunManifest(workdir, config)
+    stats_path = os.path.join(stage1_dir(workdir), "selection_stats.json")
+    if manifest.done("selection") and os.path.exists(stats_path):
+        return io_utils.read_json(stats_path)
+    return select_and_record(config, data, workdir)
+
+
+def select_and_record(config, data: PreparedData, workdir: str) -> dict:
+    """Applies the Stage-1 rule (`select_labels`) and records the selection as finished."""
+    stats = select_labels(config, data, workdir)
+    RunManifest(workdir, config).mark_done("selection", [
+        "stage1/selection.npz", "stage1/refined_validation.npz", "stage1/selection_stats.json",
+        "stage1/dropped_labels.csv"])
+    return stats
+
+
+def ensure_stage1_trained(config, data: PreparedData, strategy, workdir: str) -> bool:
+    """Runs the Stage-1 pre-training unless the manifest says it is done; True if it ran."""
+    manifest = RunManifest(workdir, config)
+    if manifest.done("stage1") and os.path.exists(os.path.join(stage1_dir(workdir), PREDICTIONS_FILE)):
+        logging.info("stage 1 already finished in %s: skipped", workdir)
+        return False
     train_stage1(config, data, strategy, workdir)
-    return select_labels(config, data, workdir)
+    manifest.mark_done("stage1", [f"stage1/{PREDICTIONS_FILE}", f"stage1/{WEIGHTS_FILE}", "stage1/history.json"])
+    return True
 
 
 def run_stage1_only(config, data: PreparedData, strategy, workdir: str) -> dict:
@@ -101,7 +142,7 @@ def run_improved_baseline(config, data: PreparedData, strategy, workdir: str) ->
 
 def run_stage2_all_labels(config, data: PreparedData, strategy, workdir: str) -> dict:
     """`method=stage2_all_labels` (ablation): Stage 2 from the pre-trained weights with every noisy label."""
-    train_stage1(config, data, strategy, workdir)
+    ensure_stage1_trained(config, data, strategy, workdir)
     classifier, histories = train_stage2(config, data, np.ones(len(data.train), bool), strategy, workdir,
                                          weights_path(workdir))
     return {"classifier": classifier, "history": histories}
@@ -117,39 +158,52 @@ METHODS: Dict[str, Callable] = {
 }
 
 
-def start_run(config, workdir: str):
-    """Checks the config, picks the strategy, records the config, seeds and prepares the data.
+def start_run(config, workdir: str, restart: bool = False):
+    """Checks the config and the workdir, picks the strategy, records the config, prepares the data.
 
     Every program (the runner and the per-stage scripts) starts here, so they all see the same data.
-    Returns (strategy, data, workdir): under a multi-worker strategy, workers other than the chief
-    write into a private sub-folder of `workdir`.
+    A workdir holding a run with another config is refused, naming the differing keys; `restart`
+    deletes that run's artifacts first. Returns (strategy, data, workdir): under a multi-worker
+    strategy, workers other than the chief write into a private sub-folder of `workdir`.
     """
     validate_config(config, methods=tuple(METHODS))
     strategy = make_strategy(config.distribution.strategy)  # first: multi-worker wants no op before it
     check_global_batch_size(int(config.batch_size), strategy)
+    if config.method in SEMI_SUPERVISED_METHODS:
+        check_global_batch_size(int(config.stage2.batch_size), strategy, halves=True, key="stage2.batch_size")
     workdir = worker_workdir(workdir, strategy)
+    check_workdir(workdir, config, restart)
+    keras.utils.set_random_seed(int(config.seed))
+    data = prepare_data(config)  # before writing anything: bad data leaves no trace in the workdir
     os.makedirs(workdir, exist_ok=True)
     io_utils.write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    keras.utils.set_random_seed(int(config.seed))
     logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
-    return strategy, prepare_data(config), workdir
+    return strategy, data, workdir
 
 
-def run_experiment(config, workdir: str) -> dict:
-    """Runs the experiment `config` describes and writes its artifacts into `workdir`; returns results."""
+def run_experiment(config, workdir: str, restart: bool = False) -> dict:
+    """Runs the experiment `config` describes and writes its artifacts into `workdir`; returns results.
+
+    Resumes an interrupted run of the same config in `workdir` (see the module docstring).
+    """
     started = time.time()
-    strategy, data, workdir = start_run(config, workdir)
-    outcome = METHODS[config.method](config, data, strategy, workdir)
-    classifier = outcome["classifier"]
+    strategy, data, workdir = start_run(config, workdir, restart)
+    manifest = RunManifest(workdir, config)
+    results_path = os.path.join(workdir, "results.json")
+    if manifest.done("results") and os.path.exists(results_path):
+        logging.info("%s already holds the finished run: nothing to do", workdir)
+        return io_utils.read_json(results_path)
+    classifier, outcome = _trained_classifier(config, data, strategy, workdir, manifest)
+    if manifest.done("export"):
+        export_dir = manifest.data["stages"]["export"]["artifacts"][0]
+    else:
+        export_dir = export_classifier(
+            classifier, data.preprocessor, data.image_shape, data.dataset.class_names,
+            os.path.join(workdir, EXPORT_DIR), config.data.name,
+            encoded_images=config.data.name in ENCODED_IMAGE_DATASETS,
+        )
+        manifest.mark_done("export", [export_dir])
     test_metrics = evaluate_classifier(classifier, data.test, data.preprocessor, config.batch_size)
-    final_weights = os.path.join(workdir, "final", "classifier.weights.h5")
-    with io_utils.atomic_path(final_weights, suffix=".weights.h5") as temporary:
-        classifier.save_weights(temporary)
-    export_dir = export_classifier(
-        classifier, data.preprocessor, data.image_shape, data.dataset.class_names,
-        os.path.join(workdir, EXPORT_DIR), config.data.name,
-        encoded_images=config.data.name in ENCODED_IMAGE_DATASETS,
-    )
     results = {
         "method": config.method,
         "dataset": data.dataset.name,
@@ -168,10 +222,38 @@ def run_experiment(config, workdir: str) -> dict:
         "num_replicas": strategy.num_replicas_in_sync,
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
-        "wall_seconds": round(time.time() - started, 3),
+        "wall_seconds": round(outcome.get("wall_seconds", 0.0) + time.time() - started, 3),
     }
-    io_utils.write_json(os.path.join(workdir, "results.json"), results)
+    io_utils.write_json(results_path, results)
+    manifest.mark_done("results", ["results.json"])
+    remove_checkpoints(workdir)  # only a resume needs them
     return results
+
+
+def _trained_classifier(config, data: PreparedData, strategy, workdir: str, manifest: RunManifest):
+    """(classifier, outcome): runs the method, or reloads what a finished training left in final/."""
+    weights = os.path.join(workdir, FINAL_WEIGHTS)
+    if manifest.done("training") and os.path.exists(weights):
+        with strategy.scope():
+            classifier = final_classifier(config, data)
+        classifier.load_weights(weights)
+        return classifier, io_utils.read_json(os.path.join(workdir, FINAL_OUTCOME))
+    started = time.time()
+    outcome = METHODS[config.method](config, data, strategy, workdir)
+    classifier = outcome.pop("classifier")
+    outcome["wall_seconds"] = time.time() - started
+    with io_utils.atomic_path(weights, suffix=".weights.h5") as temporary:
+        classifier.save_weights(temporary)
+    io_utils.write_json(os.path.join(workdir, FINAL_OUTCOME), outcome)
+    manifest.mark_done("training", [FINAL_WEIGHTS, FINAL_OUTCOME])
+    return classifier, outcome
+
+
+def final_classifier(config, data: PreparedData) -> keras.Model:
+    """An untrained classifier of the architecture `config.method` trains (to load final weights into)."""
+    if config.method in SEMI_SUPERVISED_METHODS:
+        return build_semi_supervised_classifier(config, data)
+    return build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
 
 
 def _noise_json(config, data: PreparedData) -> dict:

@@ -57,8 +57,16 @@ def write_npz(path: str, **arrays) -> None:
 
 
 def read_npz(path: str) -> dict:
+    """The arrays of an .npz file; arrays of Python objects (pickles) are refused, never loaded."""
     with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+        arrays = {}
+        for name in data.files:
+            try:
+                arrays[name] = data[name]
+            except ValueError as error:
+                raise ValueError(f"{path}: array {name!r} holds Python objects (pickled), which are never "
+                                 f"loaded; write plain numeric or string arrays ({error})") from error
+        return arrays
 
 
 def history_json(history) -> dict:

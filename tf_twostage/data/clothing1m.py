@@ -74,7 +74,8 @@ def load_clothing1m(data_dir: str, image_size=(224, 224), on_bad_file: str = "er
 
     Raises:
       ValueError: on a missing layout file, a malformed line, a key without a label, a path outside
-        `data_dir`, or (with on_bad_file="error") a missing, empty or non-image file.
+        `data_dir`, an empty training or test key list, a split left without usable images, or (with
+        on_bad_file="error") a missing, empty, truncated or non-image file.
     """
     height, width = check_image_size(image_size)
     check_on_bad_file(on_bad_file)
@@ -88,6 +89,11 @@ def load_clothing1m(data_dir: str, image_size=(224, 224), on_bad_file: str = "er
     next_index = 0
     for split, (key_list_file, labels_file) in SPLIT_FILES.items():
         keys = sorted(_read_key_list(os.path.join(data_dir, key_list_file)))
+        if not keys and split in ("train", "test"):
+            raise ValueError(
+                f"Clothing1M {key_list_file} in {data_dir!r} lists no images; expected one image path per "
+                f"line (the {split} split cannot be empty)"
+            )
         labels = _lookup_labels(keys, label_maps[labels_file], key_list_file, labels_file)
         if split == "train":
             clean_map = label_maps[CLEAN_LABELS_FILE]
@@ -98,6 +104,11 @@ def load_clothing1m(data_dir: str, image_size=(224, 224), on_bad_file: str = "er
             clean_labels = labels
         paths = resolve_paths_under_root(keys, data_dir)
         keep = verify_image_files(paths, on_bad_file)
+        if keys and not keep.any():
+            raise ValueError(
+                f"Clothing1M {key_list_file}: none of its {len(keys)} images is usable (all missing, empty, "
+                "truncated or not images); check data.dir"
+            )
         image_split = ImageSplit(
             labels=labels,
             index=np.arange(next_index, next_index + len(keys), dtype=np.int64),

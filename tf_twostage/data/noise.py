@@ -130,7 +130,8 @@ def load_matrix_file(path, num_classes: int) -> np.ndarray:
     if not path.endswith((".npy", ".csv", ".txt")):
         raise ValueError(f"noise.matrix_file must end in .npy, .csv or .txt, got {path!r}")
     if not os.path.isfile(path):
-        raise ValueError(f"noise.matrix_file {path!r} does not exist")
+        raise ValueError(f"noise.matrix_file {path!r} does not exist; give a C x C transition matrix as a "
+                         ".npy, .csv or .txt file")
     try:
         if path.endswith(".npy"):
             matrix = np.load(path, allow_pickle=False)
@@ -206,11 +207,25 @@ def corrupt_labels(labels, index, matrix, seed: int) -> tf.Tensor:
 
 def add_label_noise(labels, index, matrix, seed: int) -> np.ndarray:
     """Eager numpy wrapper of `corrupt_labels`, checking its inputs."""
-    labels, index = np.asarray(labels, np.int64), np.asarray(index, np.int64)
+    labels, index = _as_integers(labels, "labels"), _as_integers(index, "index")
     if labels.shape != index.shape:
         raise ValueError(f"labels and index must have the same shape, got {labels.shape} and {index.shape}")
     _check_labels(labels, len(_square_transition_matrix(matrix)), "labels")
     return corrupt_labels(labels, index, matrix, seed).numpy()
+
+
+def _as_integers(values, name: str) -> np.ndarray:
+    """`values` as int64, refusing fractions, NaN, infinities, booleans and strings (integral floats pass)."""
+    values = np.asarray(values)
+    if values.size and not np.issubdtype(values.dtype, np.integer):
+        bad = np.ones(values.shape, bool)
+        if np.issubdtype(values.dtype, np.floating):
+            bad = ~(np.isfinite(values) & (values == np.round(values)))
+        if np.any(bad):
+            first = values[tuple(np.argwhere(bad)[0])]
+            first = first.item() if isinstance(first, np.generic) else first
+            raise ValueError(f"{name} must be integers, got {first!r} (dtype {values.dtype})")
+    return values.astype(np.int64)
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, name: str) -> None:
@@ -279,7 +294,7 @@ def matrix_from_config(noise_config, num_classes: int, dataset_name: str) -> np.
 def apply_noise_config(noise_config, labels, index, num_classes: int, dataset_name: str, seed: int):
     """Corrupts `labels` as `noise_config` says; returns (noisy int64 labels, NoiseReport)."""
     matrix = matrix_from_config(noise_config, num_classes, dataset_name)
-    labels = np.asarray(labels, np.int64)
+    labels = _as_integers(labels, "labels")
     if noise_config.type == "none":
         _check_labels(labels, num_classes, "labels")
         noisy = labels.copy()

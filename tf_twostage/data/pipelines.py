@@ -4,7 +4,8 @@ Stage-2 stream of half-labeled / half-unlabeled batches.
 All streams are built from `tf.data` operations over example *positions* in an `ImageSplit`; the
 images are gathered (in memory) or decoded (on disk) inside the pipeline, never by Python generators.
 Masks travel as float32 and ids as int64: a bool field breaks `fit` under any distribution strategy
-(TRAPS.md).
+(TRAPS.md). Every stream is deterministic given its seed, in any thread schedule: augmentation draws
+from a per-batch stateless seed (`batch_seeds`), so a resumed run can replay the batches exactly.
 """
 
 from __future__ import annotations
@@ -109,11 +110,21 @@ def supervised_dataset(
         order = np.arange(len(split)) if positions is None else np.asarray(positions, np.int64)
         stream = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
     batches = gather_batches(split, stream, batch_size)
+    if not training or augmenter is None:
+        return batches.map(lambda example: (preprocessor(example["image"]), example["label"]),
+                           num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
-    def to_inputs(example):
-        return preprocessor(example["image"], augmenter if training else None), example["label"]
+    def to_inputs(example, seed):
+        return preprocessor(example["image"], augmenter, seed), example["label"]
 
-    return batches.map(to_inputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return tf.data.Dataset.zip(batches, batch_seeds(seed)).map(to_inputs, num_parallel_calls=AUTOTUNE).prefetch(
+        AUTOTUNE
+    )
+
+
+def batch_seeds(seed: int) -> tf.data.Dataset:
+    """An endless, deterministic stream of stateless `[2]` seeds, one per batch (for augmentation)."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=False).batch(2)
 
 
 def evaluation_dataset(split: ImageSplit, preprocessor: Preprocessor, batch_size: int) -> tf.data.Dataset:
@@ -163,21 +174,22 @@ def semi_supervised_stream(
     labeled = gather_batches(split, class_balanced_positions(labels, seed, labeled_positions), half)
     unlabeled = gather_batches(split, shuffled_positions(len(split), seed + 7919), half)
 
-    def combine(labeled_batch, unlabeled_batch):
+    def combine(labeled_batch, unlabeled_batch, seed):
         images = _interleave(labeled_batch["image"], unlabeled_batch["image"])
         index = _interleave(labeled_batch["index"], unlabeled_batch["index"])
         kept = tf.gather(label_table, labeled_batch["position"])
         kept_labels = _interleave(kept, tf.zeros_like(kept))
         mask = _interleave(tf.ones([half], tf.float32), tf.zeros([half], tf.float32))
-        example = {"image": preprocessor(images, augmenter), "label": kept_labels, "labeled": mask,
-                   "index": index}
+        view_seeds = tf.random.experimental.stateless_split(seed, num_views)
+        example = {"image": preprocessor(images, augmenter, view_seeds[0]), "label": kept_labels,
+                   "labeled": mask, "index": index}
         for view in range(2, num_views + 1):
-            example[f"image_{view}"] = preprocessor(images, augmenter)
+            example[f"image_{view}"] = preprocessor(images, augmenter, view_seeds[view - 1])
         return example
 
-    return tf.data.Dataset.zip(labeled, unlabeled).map(combine, num_parallel_calls=AUTOTUNE).prefetch(
-        AUTOTUNE
-    )
+    return tf.data.Dataset.zip(labeled, unlabeled, batch_seeds(seed + 104729)).map(
+        combine, num_parallel_calls=AUTOTUNE
+    ).prefetch(AUTOTUNE)
 
 
 def _interleave(first: tf.Tensor, second: tf.Tensor) -> tf.Tensor:

@@ -41,6 +41,12 @@ def prepare_data(config) -> PreparedData:
     the *noisy* training set (stratified by noisy label), unless the dataset gives its own.
     """
     dataset = load_dataset(config.data)
+    for split_name in ("train", "test"):
+        if len(getattr(dataset, split_name)) == 0:
+            raise ValueError(
+                f"dataset {dataset.name!r} has no {split_name} images; a run needs at least one "
+                f"(data.name={config.data.name}, data.dir={config.data.dir!r})"
+            )
     train = dataset.train
     noisy, report = noise_lib.apply_noise_config(
         config.noise, train.labels, train.index, dataset.num_classes, dataset.name, config.seed
@@ -55,9 +61,10 @@ def prepare_data(config) -> PreparedData:
         kept, held_out = stratified_holdout(train.labels, config.data.val_fraction, config.seed)
         train, validation = train.subset(kept), train.subset(held_out)
     if len(train) == 0:
-        raise ValueError(f"dataset {dataset.name!r} has an empty training set")
-    if len(dataset.test) == 0:
-        raise ValueError(f"dataset {dataset.name!r} has an empty test set")
+        raise ValueError(
+            f"dataset {dataset.name!r} has no training images left after holding out data.val_fraction="
+            f"{config.data.val_fraction}; lower it (it must leave at least one training image)"
+        )
     preprocessor = fit_preprocessor(train, bool(config.data.subtract_mean), config.seed)
     return PreparedData(
         dataset=dataset,

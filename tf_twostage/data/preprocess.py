@@ -24,6 +24,20 @@ class Preprocessor:
 
     mean_image: Optional[np.ndarray] = None
 
+    def __post_init__(self):
+        if self.mean_image is None:
+            return
+        mean = np.asarray(self.mean_image)
+        if mean.ndim != 3 or not (np.issubdtype(mean.dtype, np.floating) or np.issubdtype(mean.dtype, np.integer)):
+            raise ValueError(f"mean_image must be a real [H, W, C] array (in [0, 1] units), got shape "
+                             f"{mean.shape} dtype {mean.dtype}")
+        bad = ~np.isfinite(mean)
+        if np.any(bad):
+            where = [int(i) for i in np.argwhere(bad)[0]]
+            raise ValueError(f"mean_image must be finite (in [0, 1] units), got {mean[tuple(where)].item()!r} "
+                             f"at {where}")
+        object.__setattr__(self, "mean_image", mean.astype(np.float32))
+
     def scale(self, images: tf.Tensor) -> tf.Tensor:
         return tf.cast(images, tf.float32) / 255.0
 
@@ -32,10 +46,11 @@ class Preprocessor:
             return scaled
         return scaled - tf.constant(self.mean_image, tf.float32)
 
-    def __call__(self, images: tf.Tensor, augmenter=None) -> tf.Tensor:
+    def __call__(self, images: tf.Tensor, augmenter=None, seed=None) -> tf.Tensor:
+        """Scaled (and, with an `augmenter`, augmented with the stateless `seed`) and normalized images."""
         scaled = self.scale(images)
         if augmenter is not None:
-            scaled = augmenter(scaled, training=True)
+            scaled = augmenter(scaled, seed=seed)
         return self.normalize(scaled)
 
     def to_json(self) -> dict:

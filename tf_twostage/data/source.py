@@ -25,20 +25,32 @@ import tensorflow as tf
 UNKNOWN_LABEL = -1  # clean_label value of examples whose true label is not known
 
 
+def _scalar(value):
+    """A numpy scalar as the plain Python value (so messages show 0.5, not np.float64(0.5))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def check_labels(labels, num_classes: int, what: str = "labels") -> np.ndarray:
-    """Returns `labels` as int64 after checking they are integers in [0, num_classes)."""
+    """Returns `labels` as int64 after checking they are integers in [0, num_classes).
+
+    Integral floats (2.0) pass; fractions, NaN, infinities, booleans and strings are refused with the
+    first bad value and its position.
+    """
     labels = np.asarray(labels)
+    allowed = f"integers in [0, {num_classes})"
     if labels.ndim != 1:
-        raise ValueError(f"{what} must be a 1-D array, got shape {labels.shape}")
+        raise ValueError(f"{what} must be a 1-D array of {allowed}, got shape {labels.shape}")
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        if np.issubdtype(labels.dtype, np.floating) and np.all(np.isfinite(labels)) and np.all(
-            labels == np.round(labels)
-        ):
-            labels = labels.astype(np.int64)
-        else:
-            bad = labels[0] if labels.size else None
+        if not np.issubdtype(labels.dtype, np.floating):
             raise ValueError(
-                f"{what} must be integers in [0, {num_classes}), got dtype {labels.dtype} (e.g. {bad!r})"
+                f"{what} must be {allowed}, got dtype {labels.dtype} (e.g. {_scalar(labels[0])!r} at position 0)"
+            )
+        integral = np.isfinite(labels) & (labels == np.round(labels))
+        if not np.all(integral):
+            position = int(np.flatnonzero(~integral)[0])
+            raise ValueError(
+                f"{what} must be {allowed}, got {_scalar(labels[position])!r} at position {position} "
+                f"(dtype {labels.dtype})"
             )
     labels = labels.astype(np.int64)
     out_of_range = (labels < 0) | (labels >= num_classes)
@@ -51,13 +63,28 @@ def check_labels(labels, num_classes: int, what: str = "labels") -> np.ndarray:
 
 
 def check_images(images, what: str = "images") -> np.ndarray:
-    """Checks that `images` is a uint8 array of rank 4 `[N, H, W, C]` with C in {1, 3}."""
+    """Checks that `images` is a uint8 array of rank 4 `[N, H, W, C]` with H, W >= 1 and C in {1, 3}.
+
+    Raw pixels only: a float array is refused (naming its first NaN or infinite pixel, if any), since
+    whether it holds 0..255 or 0..1 values cannot be told safely.
+    """
     images = np.asarray(images)
     if images.dtype != np.uint8:
-        raise ValueError(f"{what} must have dtype uint8 (raw pixels 0..255), got {images.dtype}")
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        if np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.complexfloating):
+            bad = ~np.isfinite(images)
+            if np.any(bad):
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(
+                    f"{what} hold a non-finite pixel ({_scalar(images[where])!r} at {list(where)}); pixels "
+                    "must be finite raw values 0..255 in a uint8 array [N, H, W, C]"
+                )
         raise ValueError(
-            f"{what} must have rank 4 [N, H, W, C] with C in (1, 3), got shape {images.shape}"
+            f"{what} must have dtype uint8 (raw pixels 0..255), got {images.dtype}; convert them first, "
+            "e.g. np.clip(np.round(x * 255), 0, 255).astype(np.uint8) for floats in [0, 1]"
+        )
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or 0 in images.shape[1:3]:
+        raise ValueError(
+            f"{what} must have rank 4 [N, H, W, C] with H, W >= 1 and C in (1, 3), got shape {images.shape}"
         )
     return images
 
@@ -91,19 +118,18 @@ class ImageSplit:
             raise ValueError("an ImageSplit needs exactly one of `images` (in memory) or `paths` (lazy)")
         labels = check_labels(self.labels, self.num_classes)
         object.__setattr__(self, "labels", labels)
-        index = np.asarray(self.index, dtype=np.int64)
-        if index.shape != labels.shape:
-            raise ValueError(f"index has shape {index.shape} but labels have shape {labels.shape}")
+        index = _check_index(self.index, labels.shape)
         object.__setattr__(self, "index", index)
-        object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
-        if len(self.image_shape) != 3 or self.image_shape[-1] not in (1, 3):
-            raise ValueError(f"image_shape must be (H, W, C) with C in (1, 3), got {self.image_shape}")
+        object.__setattr__(self, "image_shape", _check_image_shape(self.image_shape))
         if self.images is not None:
             images = check_images(self.images)
             if images.shape[0] != labels.shape[0]:
                 raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
             if images.shape[1:] != self.image_shape:
-                raise ValueError(f"images have shape {images.shape[1:]}, expected {self.image_shape}")
+                raise ValueError(
+                    f"images have shape {images.shape[1:]} [H, W, C] but image_shape is {self.image_shape}; "
+                    "every image must have the split's image_shape"
+                )
         else:
             paths = np.asarray(self.paths, dtype=object)
             if paths.shape != labels.shape:
@@ -203,6 +229,33 @@ class ImageSplit:
         return tensors
 
 
+def _check_index(index, shape) -> np.ndarray:
+    """Example ids as int64: integers >= 0, one per label, no id twice."""
+    index = np.asarray(index)
+    if index.shape != shape:
+        raise ValueError(f"index has shape {index.shape} but labels have shape {shape}; give one id per example")
+    if index.size and not np.issubdtype(index.dtype, np.integer):
+        raise ValueError(f"index must hold integer ids >= 0, got dtype {index.dtype} (e.g. {_scalar(index[0])!r})")
+    index = index.astype(np.int64)
+    if index.size and index.min() < 0:
+        raise ValueError(f"index must hold integer ids >= 0, got {int(index.min())}")
+    unique, counts = np.unique(index, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"index must hold distinct ids (one per example), got id {int(unique[counts > 1][0])} "
+                         f"{int(counts[counts > 1][0])} times")
+    return index
+
+
+def _check_image_shape(image_shape) -> tuple:
+    shape = tuple(image_shape)
+    if len(shape) != 3 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape) \
+            or min(shape[:2]) < 1 or shape[-1] not in (1, 3):
+        raise ValueError(
+            f"image_shape must be (H, W, C) with integers H, W >= 1 and C in (1, 3), got {image_shape!r}"
+        )
+    return tuple(int(d) for d in shape)
+
+
 def decode_image_file(path: tf.Tensor, image_shape: Sequence[int]) -> tf.Tensor:
     """TF function: reads an image file (JPEG/PNG/GIF/BMP) into uint8 `image_shape`, resizing if needed."""
     height, width, channels = image_shape
@@ -234,6 +287,22 @@ class DatasetSplits:
     test: ImageSplit
     clean: Optional[ImageSplit] = None
     validation: Optional[ImageSplit] = None
+
+    def __post_init__(self):
+        names = tuple(self.class_names)
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError(f"dataset {self.name!r} needs at least 2 distinct class names, got {names!r}")
+        object.__setattr__(self, "class_names", names)
+        for split_name in ("train", "test", "clean", "validation"):
+            split = getattr(self, split_name)
+            if split is None:
+                continue
+            if split.num_classes != len(names):
+                raise ValueError(f"dataset {self.name!r}: the {split_name} split has {split.num_classes} classes "
+                                 f"but there are {len(names)} class names; every split must use the same classes")
+            if split.image_shape != self.train.image_shape:
+                raise ValueError(f"dataset {self.name!r}: {split_name} images have shape {split.image_shape} but "
+                                 f"training images {self.train.image_shape}; every split must have the same shape")
 
     @property
     def num_classes(self) -> int:

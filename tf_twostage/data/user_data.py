@@ -63,7 +63,7 @@ def load_user_data(
       image_size: (height, width) the images are resized to when read.
       channels: 1 (grayscale) or 3 (RGB).
       class_names: the class names in label order; empty to infer them (see the module docstring).
-      on_bad_file: "error" or "skip" for missing, empty or non-image files.
+      on_bad_file: "error" or "skip" for missing, empty, truncated or non-image files.
 
     Raises:
       ValueError: naming the bad value, on any invalid argument, source, row, label, path or file.
@@ -89,6 +89,12 @@ def load_user_data(
         if not rows[split]:
             raise ValueError(f"data.{split} {sources[split]!r} holds no images; {_SOURCE_HELP[kind]}")
     names = _class_names(kind, rows, class_folders.get("train", ()), class_names)
+    if len(names) < 2:
+        where = "sub-folder per class" if kind == "folder" else "label per row"
+        raise ValueError(
+            f"data.train {train!r} has {len(names)} class ({', '.join(map(repr, names))}); a classifier needs "
+            f"at least 2 classes (one {where}, or list them in data.class_names)"
+        )
     for split, folders in class_folders.items():
         _check_class_folders(split, folders, names)
 

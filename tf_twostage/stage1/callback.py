@@ -86,6 +86,21 @@ class PredictionRecorder(keras.callbacks.Callback):
         if not self.restore_best:
             self.model.set_weights(final_weights)
 
+    def checkpoint_state(self):
+        """(scalars, arrays) for `resume.EpochCheckpoint`: the best epoch so far and what it recorded."""
+        arrays = {f"best_weight/{number}": weight for number, weight in enumerate(self.best_weights or [])}
+        arrays.update({f"epoch/{epoch}": value for epoch, value in self.epoch_probabilities.items()})
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch}, arrays
+
+    def restore_state(self, scalars, arrays):
+        self.best_value = float(scalars["best_value"])
+        self.best_epoch = int(scalars["best_epoch"])
+        weights = sorted((key for key in arrays if key.startswith("best_weight/")),
+                         key=lambda key: int(key.split("/")[1]))
+        self.best_weights = [arrays[key] for key in weights] or None
+        self.epoch_probabilities = {int(key.split("/")[1]): value for key, value in arrays.items()
+                                    if key.startswith("epoch/")}
+
     def averaged_probabilities(self) -> np.ndarray:
         """Mean of the recorded last-epoch predictions (falls back to the best weights' ones)."""
         if not self.epoch_probabilities:

@@ -1,7 +1,9 @@
 """Cross-entropy training on the noisy labels: Stage 1's pre-training and the `ce` baseline.
 
 Plain `compile` + `fit` with Keras callbacks: the learning rate is halved when validation accuracy
-has not improved for `lr_patience` epochs (down to `min_lr`), TensorBoard logs go under the workdir.
+has not improved for `lr_patience` epochs (down to `min_lr`), TensorBoard logs go under the workdir,
+and every epoch is checkpointed under `workdir/checkpoints/<stage_name>/`, so a rerun after a crash
+continues where it stopped (`tf_twostage.resume`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from tf_twostage.classifier_trainer import CrossEntropyTrainer
 from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import supervised_dataset
 from tf_twostage.data.prepare import PreparedData
+from tf_twostage.resume import checkpoint_dir, resume_fit
 
 OPTIMIZER_NAMES = ("adagrad", "sgd", "adam")
 
@@ -33,10 +36,35 @@ def make_optimizer(stage_config) -> keras.optimizers.Optimizer:
     raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}; got {name!r}")
 
 
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """`ReduceLROnPlateau` whose patience counter and best value survive a resume (`tf_twostage.resume`).
+
+    The learning rate itself is an optimizer variable, saved with the trainer's weights.
+    """
+
+    _STATE = ("wait", "best", "cooldown_counter")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._restored = None
+
+    def checkpoint_state(self):
+        return {name: float(getattr(self, name)) for name in self._STATE}, {}
+
+    def restore_state(self, scalars, arrays):
+        self._restored = dict(scalars)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)  # resets the counters: apply a restored state after it
+        if self._restored:
+            self.wait, self.best = int(self._restored["wait"]), float(self._restored["best"])
+            self.cooldown_counter = int(self._restored["cooldown_counter"])
+
+
 def plateau_callbacks(stage_config, log_dir: str) -> list:
     """Halve the learning rate on a validation-accuracy plateau; log to TensorBoard."""
     return [
-        keras.callbacks.ReduceLROnPlateau(
+        ResumableReduceLROnPlateau(
             monitor="val_accuracy",
             mode="max",
             factor=float(stage_config.lr_factor),
@@ -87,10 +115,12 @@ def train_cross_entropy(
     validation = supervised_dataset(data.validation, data.preprocessor, batch_size, training=False,
                                     positions=validation_positions)
     callbacks = plateau_callbacks(stage_config, os.path.join(workdir, "logs", stage_name))
-    return trainer.fit(
+    return resume_fit(
+        trainer,
         train,
         epochs=epochs,
         steps_per_epoch=max(1, math.ceil(num_examples / batch_size)),
+        directory=checkpoint_dir(workdir, stage_name),
         validation_data=validation if num_validation else None,
         callbacks=callbacks + list(extra_callbacks),
         verbose=int(config.verbose),

@@ -5,6 +5,7 @@
 - `select_with_clean_classifiers`: the rule with a clean set (a one-vs-rest classifier per class screens the
   examples labeled with that class).
 - `selection_statistics`: the numbers of the paper's Table 2, overall and per class.
+- `check_every_class_kept`: refuses a selection that leaves a class without any kept label.
 
 Each rule returns a boolean mask `kept[N]`: example i keeps its noisy label iff `kept[i]`; the others
 go to Stage 2 unlabeled.
@@ -131,6 +132,59 @@ def select_with_clean_classifiers(scores, noisy_labels, threshold: float = 0.5) 
     noisy_labels = _check_labels("noisy_labels", noisy_labels, num_examples, num_classes)
     threshold = _check_fraction("threshold", threshold)
     return scores[np.arange(num_examples), noisy_labels] >= threshold
+
+
+def check_every_class_kept(kept, labels, num_classes: int, class_names=None) -> None:
+    """Raises ValueError when a class keeps no label: Stage 2 could never learn it (it trains on the
+    kept labels, class-balanced, so a class without one silently drops out of the classifier).
+
+    Args:
+      kept: boolean `[N]` mask of the examples that keep their label (Stage 1's selection).
+      labels: `[N]` integer (noisy) labels in `[0, num_classes)`.
+      num_classes: the number of classes C.
+      class_names: optional C names, shown beside the class ids.
+
+    Raises:
+      ValueError: naming every empty class (with how many labels it had) and the config keys that keep
+        more labels: a lower `stage1.threshold`, a higher `stage1.floor_fraction`, `stage1.top_up=class`,
+        or (clean-set rule) a lower `stage1.clean_threshold`.
+    """
+    kept = np.asarray(kept)
+    if kept.ndim != 1 or kept.dtype != np.bool_:
+        raise ValueError(f"kept must be a 1-D boolean array [N], got shape {kept.shape} dtype {kept.dtype}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    labels = _check_labels("labels", labels, len(kept), int(num_classes))
+    names = None if class_names is None else [str(name) for name in class_names]
+    if names is not None and len(names) != num_classes:
+        raise ValueError(f"class_names must have {num_classes} names (one per class), got {len(names)}")
+    labeled = np.bincount(labels, minlength=num_classes)
+    kept_counts = np.bincount(labels[kept], minlength=num_classes)
+    empty = np.flatnonzero(kept_counts == 0)
+    if empty.size == 0:
+        return
+
+    def describe(classes) -> str:
+        return ", ".join(
+            f"{c}{'' if names is None else f' ({names[c]!r})'}: 0 of {labeled[c]} labels kept" for c in classes
+        )
+
+    dropped, unlabeled = empty[labeled[empty] > 0], empty[labeled[empty] == 0]
+    problems = []
+    if dropped.size:
+        problems.append(
+            f"Stage 1 kept no label of {dropped.size} of {num_classes} classes ({describe(dropped)}). Keep more "
+            "labels: lower stage1.threshold, raise stage1.floor_fraction above 0 (e.g. 0.1), use "
+            "stage1.top_up=class, or with the clean-set rule lower stage1.clean_threshold"
+        )
+    if unlabeled.size:
+        problems.append(
+            f"{unlabeled.size} of {num_classes} classes have no training label at all ({describe(unlabeled)}); "
+            "give each class training images, or leave it out of data.class_names"
+        )
+    raise ValueError(
+        f"every class needs at least one kept label for Stage 2 to learn it: {'; and '.join(problems)}"
+    )
 
 
 def selection_statistics(kept, noisy_labels, clean_labels=None,

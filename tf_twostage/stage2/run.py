@@ -3,7 +3,9 @@
 Continues from the Stage-1 weights (the best-validation epoch) in the semi-supervised variant of the
 same architecture (Gaussian noise added; it has no weights, so they carry over), trains it with the Pi
 model or temporal ensembling on the half-labeled / half-unlabeled stream, and optionally fine-tunes it
-on a clean subset with a small learning rate (the paper's Table 4, rows 7 -> 8).
+on a clean subset with a small learning rate (the paper's Table 4, rows 7 -> 8). Both are checkpointed
+every epoch (`tf_twostage.resume`): a rerun after a crash continues with the optimizer, the ramps and
+the temporal-ensemble buffer as they were.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from tf_twostage.data.pipelines import semi_supervised_stream, supervised_datase
 from tf_twostage.data.prepare import PreparedData
 from tf_twostage.distribution import check_global_batch_size
 from tf_twostage.models import build_classifier
+from tf_twostage.resume import checkpoint_dir, resume_fit
+from tf_twostage.stage1.selection import check_every_class_kept
 from tf_twostage.stage2.pi_model import PiModel
 from tf_twostage.stage2.temporal_ensembling import EnsembleUpdate, TemporalEnsembling
 from tf_twostage.stage2.trainer import EpochTracker
@@ -70,12 +74,10 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
     """
     stage2 = config.stage2
     kept = np.asarray(kept, bool)
+    check_every_class_kept(kept, data.train.labels, data.num_classes, data.dataset.class_names)
     labeled_positions = np.flatnonzero(kept)
-    if labeled_positions.size == 0:
-        raise ValueError("Stage 1 kept no labels, so Stage 2 has nothing to learn the classes from; "
-                         "lower stage1.threshold or raise stage1.floor_fraction")
     batch_size = int(stage2.batch_size)
-    check_global_batch_size(batch_size, strategy, halves=True)
+    check_global_batch_size(batch_size, strategy, halves=True, key="stage2.batch_size")
     epochs = int(stage2.epochs)
     steps_per_epoch = math.ceil(len(data.train) / (batch_size // 2))
 
@@ -108,8 +110,9 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
                                                                   write_graph=False)]
     if stage2.algorithm == "temporal_ensembling":
         callbacks.append(EnsembleUpdate())
-    history = trainer.fit(stream, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation,
-                          callbacks=callbacks, verbose=int(config.verbose))
+    history = resume_fit(trainer, stream, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         directory=checkpoint_dir(workdir, "stage2"), validation_data=validation,
+                         callbacks=callbacks, verbose=int(config.verbose))
     histories = {"stage2": io_utils.history_json(history)}
     if int(stage2.finetune_epochs) > 0:
         histories["finetune"] = finetune_on_clean(config, data, classifier, strategy, workdir)
@@ -125,9 +128,11 @@ def finetune_on_clean(config, data: PreparedData, classifier: keras.Model, strat
         classifier.compile(optimizer=keras.optimizers.Adam(float(config.stage2.finetune_learning_rate)),
                            loss=keras.losses.SparseCategoricalCrossentropy(),
                            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    history = classifier.fit(
+    history = resume_fit(
+        classifier,
         supervised_dataset(data.clean, data.preprocessor, batch_size, training=True, seed=config.seed),
         steps_per_epoch=math.ceil(len(data.clean) / batch_size), epochs=int(config.stage2.finetune_epochs),
+        directory=checkpoint_dir(workdir, "finetune"),
         callbacks=[keras.callbacks.TensorBoard(os.path.join(workdir, "logs", "finetune"), write_graph=False)],
         verbose=int(config.verbose),
     )

@@ -37,9 +37,13 @@ class TemporalEnsembling(SemiSupervisedTrainer):
         return ops.where(self.ensemble_updates > 0, rows / ops.maximum(correction, 1e-8), predictions)
 
     def after_step(self, batch, predictions):
-        ids = _gather_from_replicas(ops.cast(batch["index"], "float64"))
+        ids = ops.cast(_gather_from_replicas(ops.cast(batch["index"], "float64")), "int64")
         rows = _gather_from_replicas(predictions)
-        self.epoch_predictions.value.scatter_update(tf.IndexedSlices(rows, ops.cast(ids, "int64")))
+        # An example can occur twice in a batch (oversampled labels; labeled and unlabeled halves), and a
+        # scatter with repeated ids applies them in no defined order: keep each id's last row only.
+        unique_ids, slots = tf.unique(ids)
+        last = tf.math.unsorted_segment_max(tf.range(tf.shape(ids)[0]), slots, tf.shape(unique_ids)[0])
+        self.epoch_predictions.value.scatter_update(tf.IndexedSlices(tf.gather(rows, last), unique_ids))
 
     @tf.function
     def update_ensemble(self):
