@@ -16,7 +16,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from tf_twostage.cli import parse_flags
-
+from tf_twostage.evaluation import default_weights
 from tf_twostage.export import export_from_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
@@ -24,20 +24,6 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run whose classif
 _WEIGHTS = flags.DEFINE_string("weights", None, "Classifier weights (.weights.h5); default: see above.")
 _MODEL_NAME = flags.DEFINE_string("model_name", None, "Model folder under DIR/export (default: data.name).")
 flags.mark_flags_as_required(["config", "workdir"])
-
-WEIGHTS_CANDIDATES = (("final", "classifier.weights.h5"), ("stage1", "classifier.weights.h5"))
-
-
-def default_weights(workdir: str) -> str:
-    """The first of DIR/final/classifier.weights.h5 and DIR/stage1/classifier.weights.h5 that exists."""
-    candidates = [os.path.join(workdir, *parts) for parts in WEIGHTS_CANDIDATES]
-    for path in candidates:
-        if os.path.isfile(path):
-            return path
-    raise FileNotFoundError(
-        f"no classifier weights in {workdir}: looked for {' and '.join(candidates)}; "
-        "train first (bin/run_experiment.py or bin/train_stage1.py) or pass --weights"
-    )
 
 
 def main(argv):

@@ -16,7 +16,6 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from tf_twostage.cli import parse_flags
-
 from tf_twostage.experiment import run_experiment
 from tf_twostage.report import format_results_table
 

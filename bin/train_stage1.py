@@ -13,7 +13,6 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from tf_twostage.cli import parse_flags
-
 from tf_twostage.experiment import ensure_stage1_trained, start_run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")

@@ -68,6 +68,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.threshold = 0.9  # confidence rule: keep P(c|x) >= threshold ...
     config.stage1.floor_fraction = 0.1  # ... topped up to this fraction of each class (the paper: 10%)
     config.stage1.top_up = "class"  # the floor ranks the whole class (paper) | only agreeing predictions
+    # Which P(c|x) the confidence rule reads: the pre-trained model's (noisy) | the clean-class posterior
+    # corrected by the transition matrix estimated from that model (anchor points, baselines.filter_percentile).
+    config.stage1.posterior = "noisy"
     config.stage1.clean_threshold = 0.5  # clean-set rule: one-vs-rest score needed to keep a label
     config.stage1.clean_epochs = 20  # clean-set rule: epochs of the one-vs-rest heads
 

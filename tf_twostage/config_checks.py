@@ -16,6 +16,7 @@ from tf_twostage.data.noise import NOISE_TYPES, parse_mapping
 from tf_twostage.distribution import STRATEGY_NAMES
 from tf_twostage.models import MODEL_NAMES
 from tf_twostage.stage1.callback import RANKINGS
+from tf_twostage.stage1.selection import POSTERIORS
 from tf_twostage.stage1.pretrain import OPTIMIZER_NAMES
 from tf_twostage.stage1.selection import TOP_UP_POOLS
 
@@ -38,6 +39,7 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _one_of("stage1.ranking", config.stage1.ranking, RANKINGS)
     _one_of("stage1.rule", config.stage1.rule, STAGE1_RULES)
     _one_of("stage1.top_up", config.stage1.top_up, TOP_UP_POOLS)
+    _one_of("stage1.posterior", config.stage1.posterior, POSTERIORS)
     _one_of("baselines.transition", config.baselines.transition, TRANSITION_SOURCES)
     _one_of("distribution.strategy", config.distribution.strategy, STRATEGY_NAMES)
     _one_of("data.on_bad_file", config.data.on_bad_file, BAD_FILE_POLICIES)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tf_twostage.stage1.selection import (
+    corrected_posteriors,
     select_confident_labels,
     select_with_clean_classifiers,
     selection_statistics,
@@ -310,3 +311,29 @@ def test_statistics_rejects_bad_input(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         selection_statistics(**args)
+
+
+def test_corrected_posteriors_undo_a_known_flip():
+    # True classes 0 and 1; 60% of the 0s are labeled 1. A model of the noisy labels gives a true 0
+    # P(noisy) = (0.4, 0.6): it looks like a 1, but the corrected posterior says 0.
+    transition = np.array([[0.4, 0.6], [0.0, 1.0]])
+    noisy = np.array([[0.4, 0.6], [0.0, 1.0], [0.2, 0.8]])
+    clean = corrected_posteriors(noisy, transition)
+    np.testing.assert_allclose(clean, [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], atol=1e-6)
+    kept = select_confident_labels(clean, np.array([0, 1, 1]), threshold=0.9, floor_fraction=0.0)
+    np.testing.assert_array_equal(kept, [True, True, False])
+
+
+def test_corrected_posteriors_are_the_identity_without_noise_and_clip_negatives():
+    noisy = np.array([[0.7, 0.3], [0.1, 0.9]])
+    np.testing.assert_allclose(corrected_posteriors(noisy, np.eye(2)), noisy, atol=1e-6)
+    clean = corrected_posteriors(np.array([[0.9, 0.1]]), np.array([[0.8, 0.2], [0.2, 0.8]]))
+    assert (clean >= 0).all() and np.isclose(clean.sum(), 1.0)
+    np.testing.assert_allclose(clean, [[1.0, 0.0]], atol=1e-6)
+
+
+def test_corrected_posteriors_refuse_a_singular_or_misshapen_matrix():
+    with pytest.raises(ValueError, match="singular"):
+        corrected_posteriors(np.array([[0.5, 0.5]]), np.array([[0.5, 0.5], [0.5, 0.5]]))
+    with pytest.raises(ValueError, match=r"\[2, 2\]"):
+        corrected_posteriors(np.array([[0.5, 0.5]]), np.eye(3))

@@ -16,6 +16,7 @@ from tf_twostage.data.preprocess import Preprocessor
 from tf_twostage.experiment import start_run
 from tf_twostage.stage1.callback import PredictionRecorder
 from tf_twostage.stage1.run import load_selection, select_labels, train_stage1
+from tf_twostage.stage1.selection import corrected_posteriors, select_confident_labels
 from tests.conftest import make_split
 from tests.test_experiment import ROOT, _smoke_config
 
@@ -77,6 +78,20 @@ def test_stage1_writes_predictions_weights_and_a_selection_without_pickles(tmp_p
     confidences = [float(r["confidence"]) for r in rows]
     assert confidences == sorted(confidences, reverse=True)
     assert io_utils.read_json(str(folder / "selection_stats.json"))["kept_fraction"] == stats["kept_fraction"]
+
+
+def test_corrected_posterior_selection_uses_the_estimated_transition_matrix(tmp_path):
+    config, strategy, data = _stage1(tmp_path, **{"stage1.epochs": 2, "stage1.posterior": "corrected"})
+    train_stage1(config, data, strategy, str(tmp_path))
+    stats = select_labels(config, data, str(tmp_path))
+    assert stats["posterior"] == "corrected"
+    matrix = np.asarray(stats["estimated_transition_matrix"])
+    assert matrix.shape == (10, 10)
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-6)
+    arrays = io_utils.read_npz(str(tmp_path / "stage1" / "predictions.npz"))  # the model's own, unchanged
+    expected = select_confident_labels(corrected_posteriors(arrays["train_probabilities"], matrix),
+                                       data.train.labels, 0.9, config.stage1.floor_fraction)
+    np.testing.assert_array_equal(load_selection(str(tmp_path), data), expected)
 
 
 def test_kfold_ranking_predicts_every_training_example_out_of_sample(tmp_path):

@@ -7,7 +7,8 @@ runner for `method=two_stage`:
    `stage1/predictions.npz` (ranking probabilities of the training and validation sets, and, with a
    clean set, the one-vs-rest scores) and `stage1/classifier.weights.h5` (the best-validation weights,
    which Stage 2 starts from).
-2. `select_labels` applies the rule of the config and writes `stage1/selection.npz`,
+2. `select_labels` applies the rule of the config (to the model's posteriors, or with
+   `stage1.posterior=corrected` to the clean posteriors that the estimated transition matrix gives) and writes `stage1/selection.npz`,
    `stage1/selection_stats.json`, `stage1/refined_validation.npz` and `stage1/dropped_labels.csv`.
 """
 
@@ -27,7 +28,9 @@ from tf_twostage.evaluation import predict_probabilities
 from tf_twostage.models import build_classifier
 from tf_twostage.stage1.callback import RANKINGS, PredictionRecorder
 from tf_twostage.stage1.pretrain import train_cross_entropy
+from tf_twostage.baselines.transition import estimate_transition_matrix
 from tf_twostage.stage1.selection import (
+    corrected_posteriors,
     select_confident_labels,
     select_with_clean_classifiers,
     selection_statistics,
@@ -196,11 +199,21 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
     """
     arrays = load_stage1_predictions(workdir, data)
     rule = effective_rule(config, data)
+    transition = None
+    if config.stage1.posterior == "corrected" and rule == "confidence":
+        transition = estimate_transition_matrix(arrays["train_probabilities"],
+                                                float(config.baselines.filter_percentile))
+        for split in ("train", "validation"):
+            if f"{split}_probabilities" in arrays:
+                arrays[f"{split}_probabilities"] = corrected_posteriors(arrays[f"{split}_probabilities"], transition)
     kept = apply_rule(config, data, rule, arrays["train_probabilities"], data.train.labels,
                       arrays.get("train_scores"))
     clean = data.train.clean_labels if data.train.has_clean_labels else None
     stats = selection_statistics(kept, data.train.labels, clean, data.num_classes)
-    stats.update(rule=rule, ranking=config.stage1.ranking, best_epoch=int(arrays["best_epoch"]))
+    stats.update(rule=rule, ranking=config.stage1.ranking, best_epoch=int(arrays["best_epoch"]),
+                 posterior=config.stage1.posterior if rule == "confidence" else "scores")
+    if transition is not None:
+        stats["estimated_transition_matrix"] = transition.tolist()
     folder = stage1_dir(workdir)
 
     validation_kept = np.zeros(len(data.validation), bool)

@@ -134,6 +134,33 @@ def select_with_clean_classifiers(scores, noisy_labels, threshold: float = 0.5) 
     return scores[np.arange(num_examples), noisy_labels] >= threshold
 
 
+POSTERIORS = ("noisy", "corrected")
+
+
+def corrected_posteriors(noisy_probabilities, transition_matrix) -> np.ndarray:
+    """Clean-class posteriors P(y|x) from noisy-label ones P(noisy|x) = P(y|x) T (row vectors).
+
+    Solves p T = q for p, then clips negatives and renormalizes each row. Why: under asymmetric noise
+    the pre-trained model's P(c|x) is low for the images of a class whose labels mostly flipped away
+    (at p = 0.6, a "2" image gets P(2|x) ~ 0.4), so the confidence rule keeps few of that class's
+    correct labels; the corrected posterior gives them back. A row that corrects to all zeros keeps
+    its noisy probabilities. `transition_matrix` must be invertible (row-stochastic, [C, C]).
+    """
+    noisy = _check_scores("noisy_probabilities", noisy_probabilities, upper=1.0).astype(np.float64)
+    matrix = np.asarray(transition_matrix, np.float64)
+    num_classes = noisy.shape[1]
+    if matrix.shape != (num_classes, num_classes) or not np.all(np.isfinite(matrix)):
+        raise ValueError(f"transition_matrix must be a finite [{num_classes}, {num_classes}] array, "
+                         f"got shape {matrix.shape}")
+    if np.linalg.matrix_rank(matrix) < num_classes:
+        raise ValueError("transition_matrix is singular: the clean posterior cannot be recovered; "
+                         "use stage1.posterior=noisy")
+    clean = np.clip(noisy @ np.linalg.inv(matrix), 0.0, None)
+    totals = clean.sum(axis=1, keepdims=True)
+    clean = np.where(totals > 0, clean / np.where(totals > 0, totals, 1.0), noisy)
+    return clean.astype(np.float32)
+
+
 def check_every_class_kept(kept, labels, num_classes: int, class_names=None) -> None:
     """Raises ValueError when a class keeps no label: Stage 2 could never learn it (it trains on the
     kept labels, class-balanced, so a class without one silently drops out of the classifier).
