@@ -5,6 +5,7 @@
   results.json  method, dataset, seed, noise {type, rate, realized_rate, ...}, test_accuracy,
                 stage1, wall_seconds, ...
   logs/         TensorBoard logs of every stage
+  report.md, plots/  the run's tables and figures (`tf_twostage.report.write_report`)
   final/classifier.weights.h5, export/<dataset>/<version>/ (SavedModel for TF Serving)
   manifest.json the finished stages, each with the hash of the config it ran under
 Every artifact is written atomically. Rerunning the same command resumes: finished stages are
@@ -33,6 +34,7 @@ from tf_twostage.evaluation import evaluate_classifier
 from tf_twostage.export import ENCODED_IMAGE_DATASETS, EXPORT_DIR, export_classifier
 from tf_twostage.manifest import RunManifest, check_workdir
 from tf_twostage.models import build_classifier
+from tf_twostage.report import write_report
 from tf_twostage.resume import remove_checkpoints
 from tf_twostage.stage1.pretrain import train_cross_entropy
 from tf_twostage.stage1.run import (
@@ -225,7 +227,8 @@ def run_experiment(config, workdir: str, restart: bool = False) -> dict:
         "wall_seconds": round(outcome.get("wall_seconds", 0.0) + time.time() - started, 3),
     }
     io_utils.write_json(results_path, results)
-    manifest.mark_done("results", ["results.json"])
+    report_path = write_report([workdir], workdir, prepared={workdir: data})
+    manifest.mark_done("results", ["results.json", os.path.relpath(report_path, workdir)])
     remove_checkpoints(workdir)  # only a resume needs them
     return results
 

@@ -27,10 +27,18 @@ def atomic_path(path: str, suffix: str = ""):
     os.close(handle)
     try:
         yield temporary
+        if os.path.isfile(temporary):  # mkstemp makes 0600; give the usual permissions (umask applied)
+            os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str, data) -> None:
