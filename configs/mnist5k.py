@@ -16,6 +16,11 @@ def get_config():
     # balancing lets their true images win the vote again (Stage 1 at p=0.6, seeds 0-2: 0.64% of the set
     # kept wrongly vs 1.09% unbalanced; two-stage TE seed 0: 76.3% vs 72.9%). The `ce` baseline stays plain.
     config.stage1.balance_classes = True
+    # Rank with the clean posterior that the estimated transition matrix gives (stage1.posterior): the
+    # images of a class whose labels mostly flipped away get their correct labels back. Two-stage TE,
+    # seeds 0-2 (corrected vs noisy): asymmetric 0.6 86.0 vs 80.1, symmetric 0.2 93.6 vs 90.9,
+    # asymmetric 0.2 95.9 vs 93.9, no noise unchanged (the estimated matrix is the identity).
+    config.stage1.posterior = "corrected"
     # 4,000 images: a shorter semi-supervised schedule than the 300 epochs of the CIFAR recipe did as
     # well or better here (TE, seed 0: 72.5% at 100 epochs vs 68.3% at 300).
     config.stage2.epochs = 100

@@ -13,16 +13,14 @@ from PIL import Image
 
 from tf_twostage import plots
 from tf_twostage.report import (
-    find_run_dirs,
     format_accuracy_table,
     format_results_table,
     format_selection_table,
-    load_run,
     method_label,
     summarize_runs,
     summarize_selection,
-    write_report,
 )
+from tf_twostage.run_report import find_run_dirs, load_run, write_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLOT_KINDS = ("transition_matrix", "kept_per_class", "kept_dropped_images", "learning_curves")
@@ -223,7 +221,7 @@ def test_malformed_results_make_a_skipped_run_not_a_crash(tmp_path):
 
 
 def test_plot_file_stems_are_safe_and_distinct():
-    from tf_twostage.report import _file_stems
+    from tf_twostage.run_report import _file_stems
 
     assert _file_stems(["a/b c", "a_b_c", "x", "|"]) == ["a_b_c", "a_b_c_2", "x", "run"]
 
@@ -360,7 +358,7 @@ def test_two_copies_of_a_run_are_refused_before_anything_is_written(smoke_runs, 
 
 def test_library_report_of_one_run_uses_the_data_it_is_given(smoke_runs, tmp_path, monkeypatch):
     """What the runner calls at the end of a run: write_report([workdir], workdir-like folder, prepared=...)."""
-    from tf_twostage import report as report_lib
+    from tf_twostage import run_report as report_lib
     from tf_twostage.config import load_run_config
     from tf_twostage.data.prepare import prepare_data
 

@@ -5,7 +5,7 @@
   results.json  method, dataset, seed, noise {type, rate, realized_rate, ...}, test_accuracy,
                 stage1, wall_seconds, ...
   logs/         TensorBoard logs of every stage
-  report.md, plots/  the run's tables and figures (`tf_twostage.report.write_report`)
+  report.md, plots/  the run's tables and figures (`tf_twostage.run_report.write_report`)
   final/classifier.weights.h5, export/<dataset>/<version>/ (SavedModel for TF Serving)
   manifest.json the finished stages, each with the hash of the config it ran under
 Every artifact is written atomically. Rerunning the same command resumes: finished stages are
@@ -34,8 +34,8 @@ from tf_twostage.evaluation import evaluate_classifier
 from tf_twostage.export import ENCODED_IMAGE_DATASETS, EXPORT_DIR, export_classifier
 from tf_twostage.manifest import RunManifest, check_workdir
 from tf_twostage.models import build_classifier
-from tf_twostage.report import write_report
 from tf_twostage.resume import remove_checkpoints
+from tf_twostage.run_report import write_report
 from tf_twostage.stage1.pretrain import train_cross_entropy
 from tf_twostage.stage1.run import (
     PREDICTIONS_FILE,

@@ -6,7 +6,7 @@
   `choose_examples_per_class` picking them deterministically;
 - `plot_learning_curves`: the per-epoch history of every stage.
 
-The functions take plain arrays and dicts; reading them from a run's folder is `report.py`'s job.
+The functions take plain arrays and dicts; reading them from a run's folder is `run_report.py`'s job.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.keep = int(keep)
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = {key: float(np.asarray(value)) for key, value in (logs or {}).items()}
+        logs = {key: float(np.asarray(value).reshape(-1)[0]) for key, value in (logs or {}).items()}
         loss = logs.get("loss")
         problem = None
         if loss is not None and not math.isfinite(loss):
