@@ -41,6 +41,9 @@ METHOD_ARGS = {
     "bootstrap_hard": ["--config.method=bootstrap_hard"],
     "two_stage_pi": TWO_STAGE + ["--config.stage2.algorithm=pi"],
     "two_stage_temporal_ensembling": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling"],
+    # Variant: the preset with the Stage-1 floor at 50% of each class.
+    "two_stage_temporal_ensembling_floor50": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
+                                                          "--config.stage1.floor_fraction=0.5"],
     # Ablation: Stage 1 ranks with the pre-trained model's own (noisy-label) posterior.
     "two_stage_pi_noisy_posterior": TWO_STAGE + ["--config.stage2.algorithm=pi", "--config.stage1.posterior=noisy"],
     "two_stage_temporal_ensembling_noisy_posterior": TWO_STAGE + [
@@ -109,14 +112,14 @@ def _floor_rows(runs_by_cell):
     for (method, *_, floor), run in runs_by_cell.items():
         if floor is None or run is None:
             continue
-        results = dict(run["results"], method=f"floor {100 * floor:g}%")
+        results = dict(run["results"], method=f"floor {floor:.2f}")
         labeled.append(dict(run, results=results, config=None))
     rows = report.summarize_runs(labeled) if labeled else []
     for row in rows:
         stats = [run["results"]["stage1"] for run in labeled
                  if run["results"]["method"] == row["method"] and run["results"]["noise"]["type"] == row["noise_type"]
                  and run["results"]["noise"]["rate"] == row["noise_rate"]]
-        row["floor_fraction"] = float(row["method"].split()[1].rstrip("%")) / 100
+        row["floor_fraction"] = float(row["method"].split()[1])
         row["kept_fraction"] = sum(s["kept_fraction"] for s in stats) / len(stats)
         row["kept_incorrect_fraction"] = sum(s["kept_incorrect_fraction"] for s in stats) / len(stats)
     return sorted(rows, key=lambda row: row["floor_fraction"])
