@@ -21,6 +21,7 @@ from tf_twostage.report import (
     summarize_selection,
 )
 from tf_twostage.run_report import find_run_dirs, load_run, write_report
+from tests.test_experiment import _smoke_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLOT_KINDS = ("transition_matrix", "kept_per_class", "kept_dropped_images", "learning_curves")
@@ -239,19 +240,6 @@ def test_examples_per_class_are_chosen_deterministically_within_each_group():
 
 
 # ---- Acceptance: real smoke runs, bin/report.py ---------------------------------------------------------
-
-def _smoke_config(**overrides):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("smoke", os.path.join(ROOT, "configs", "smoke.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for key, value in overrides.items():
-        section, _, leaf = key.rpartition(".")
-        (config[section] if section else config)[leaf] = value
-    return config
-
 
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory):
