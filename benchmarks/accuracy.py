@@ -17,7 +17,6 @@ Writes benchmarks/results/accuracy.json ({"dataset", "date", "command", "rows": 
 """
 
 import datetime
-import json
 import os
 import shlex
 import subprocess
@@ -29,7 +28,7 @@ from absl import app, flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tf_twostage import report, run_report  # noqa: E402
+from tf_twostage import io_utils, report, run_report  # noqa: E402
 
 TWO_STAGE = ["--config.method=two_stage"]
 METHOD_ARGS = {
@@ -154,11 +153,7 @@ def main(argv):
     output = {"dataset": "mnist5k", "date": datetime.date.today().isoformat(),
               "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/accuracy.py", *sys.argv[1:]]),
               "rows": rows, "table1": table1, "table2": table2}
-    os.makedirs(os.path.dirname(_OUTPUT.value), exist_ok=True)
-    temporary = _OUTPUT.value + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(output, file, indent=2)
-    os.replace(temporary, _OUTPUT.value)
+    io_utils.write_json(_OUTPUT.value, output)  # atomic
     print("Table 3 (test accuracy %)\n" + report.format_accuracy_table(rows))
     if table1:
         print("\nTable 1 (two-stage TE with the paper's rule, by Stage-1 floor)\n"
