@@ -12,8 +12,14 @@
 
 Each cell is one `bin/run_experiment.py` run in its own workdir; a cell whose results.json exists is not
 run again (resume; the runner also resumes an interrupted cell). Cells run `--parallel` at a time.
-Writes benchmarks/results/accuracy.json ({"dataset", "date", "command", "rows": Table 3, "table1": ...,
-"table2": ...}) and prints the Markdown tables. Never part of the test suite.
+Writes benchmarks/results/accuracy.json ({"dataset", "date", "command", "history", "rows": Table 3,
+"table1": ..., "table2": ...}) and prints the Markdown tables. Never part of the test suite.
+
+The results file is updated, not replaced (`--merge`, the default): the rows this command computes
+replace the rows of the same method (Table 3), floor (Table 1) or labels (Table 2) and noise setting,
+the other rows stay, and `history` lists every command (with its date) that wrote the file. So a rerun
+of some cells on another machine, where the earlier cells' workdirs are gone, keeps the committed
+numbers of the rest. `--nomerge` writes only what this command computed.
 """
 
 import datetime
@@ -65,6 +71,10 @@ _FLOOR_NOISE = flags.DEFINE_list("floor_noise", ["symmetric:0.2", "asymmetric:0.
 _PARALLEL = flags.DEFINE_integer("parallel", 2, "Cells run at once.")
 _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "accuracy.json"),
                               "JSON results file.")
+_MERGE = flags.DEFINE_bool("merge", True, "Keep the rows of the existing --output that this command does not "
+                           "compute (--nomerge: write only this command's rows).")
+# How each table's rows are identified and ordered (tf_twostage.report.merge_rows).
+TABLE_ORDER = {"rows": ("method", "noise"), "table1": ("floor_fraction", "noise"), "table2": ("noise", "labels")}
 
 
 def _cell_dir(cell):
@@ -145,20 +155,38 @@ def main(argv):
     with ThreadPoolExecutor(_PARALLEL.value) as pool:
         runs_by_cell = dict(pool.map(_run_cell, cells))
     main_runs = [run for cell, run in runs_by_cell.items() if run is not None and cell[4] is None]
-    rows = report.summarize_runs(main_runs)
+    rows = report.summarize_runs(main_runs) if main_runs else []
     table1 = _floor_rows(runs_by_cell)
     # Table 2's "after Stage 1" row is the preset's Stage 1 (not a variant's).
     variants = [method for method in METHOD_ARGS if method.startswith("two_stage_") and method not in PRESET_ROWS]
-    table2 = report.summarize_selection([run for run in main_runs if run["results"]["method"] not in variants])
+    selection_runs = [run for run in main_runs if run["results"]["method"] not in variants]
+    table2 = report.summarize_selection(selection_runs) if selection_runs else []
     output = {"dataset": "mnist5k", "date": datetime.date.today().isoformat(),
               "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/accuracy.py", *sys.argv[1:]]),
               "rows": rows, "table1": table1, "table2": table2}
+    if _MERGE.value and os.path.exists(_OUTPUT.value):
+        output = merge_results(io_utils.read_json(_OUTPUT.value), output)
+    else:
+        output["history"] = [{"date": output["date"], "command": output["command"]}]
     io_utils.write_json(_OUTPUT.value, output)  # atomic
-    print("Table 3 (test accuracy %)\n" + report.format_accuracy_table(rows))
-    if table1:
+    print("Table 3 (test accuracy %)\n" + report.format_accuracy_table(output["rows"]))
+    if output["table1"]:
         print("\nTable 1 (two-stage TE with the paper's rule, by Stage-1 floor)\n"
-              + report.format_accuracy_table(table1))
-    print("\nTable 2 (training labels)\n" + report.format_selection_table(table2))
+              + report.format_accuracy_table(output["table1"]))
+    print("\nTable 2 (training labels)\n" + report.format_selection_table(output["table2"]))
+
+
+def merge_results(earlier: dict, newer: dict) -> dict:
+    """`newer` (this command's tables) over `earlier` (the results file): see the module docstring."""
+    if earlier.get("dataset") != newer["dataset"]:
+        raise app.UsageError(f"--output {_OUTPUT.value} holds results of dataset {earlier.get('dataset')!r}, "
+                             f"not {newer['dataset']!r}: pass another --output or --nomerge")
+    merged = dict(newer)
+    for table, order in TABLE_ORDER.items():
+        merged[table] = report.merge_rows(earlier.get(table) or [], newer[table], order)
+    history = earlier.get("history") or [{"date": earlier.get("date"), "command": earlier.get("command")}]
+    merged["history"] = [*history, {"date": newer["date"], "command": newer["command"]}]
+    return merged
 
 
 if __name__ == "__main__":

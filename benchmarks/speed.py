@@ -36,8 +36,9 @@ dimension where the pipeline's is unknown), `.cache().repeat().prefetch(AUTOTUNE
 pipeline-fed fit of the same trainer run the very same traced `train_step` graph.
 
 Timing: per variant, one warm-up `fit` that traces the step (not timed); then --repeats rounds, each
-running every variant once in a fixed order (ce, ce_adam, pi_stopgrad, pi, temporal_ensembling,
-ce_pipeline, ...), so load from other processes hits all variants alike. A round's `fit` runs
+running every variant once, in the order (ce, ce_adam, pi_stopgrad, pi, temporal_ensembling,
+ce_pipeline, ...) in odd rounds and reversed in even ones, so load from other processes and slow drift
+hit all variants alike. A round's `fit` runs
 --warmup + steps steps; a callback times the last `steps` (from the end of step --warmup to the end of
 the last step, syncing on the logs), so iterator start-up, prefetch fill and `fit`'s teardown are
 excluded. Besides wall time it records the process CPU time over the same steps (all threads, tf.data's
@@ -58,12 +59,13 @@ Reported, per model:
 On CPU the rows run with jit_compile=False in float32. When a GPU is visible, each model gets GPU rows too
 (the same variants on /GPU:0 under the mixed_float16 policy with jit_compile=True, compiled with
 auto_scale_loss=False because the library's train_steps do not scale the loss); that path is untested
-here (no GPU on the machine the results were made on). Writes --output atomically and prints a table.
+here (no GPU on the machine the results were made on). Writes --output atomically and prints a table;
+the models that --models leaves out keep their entries of an existing --output (--nomerge: dropped),
+each model with the `date` and `command` that measured it.
 Never part of the test suite.
 """
 
 import datetime
-import json
 import math
 import os
 import platform
@@ -81,7 +83,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from tf_twostage import schedules  # noqa: E402
+from tf_twostage import io_utils, schedules  # noqa: E402
 from tf_twostage.classifier_trainer import CrossEntropyTrainer  # noqa: E402
 from tf_twostage.data.augment import build_augmenter  # noqa: E402
 from tf_twostage.data.pipelines import semi_supervised_stream, supervised_dataset  # noqa: E402
@@ -110,6 +112,7 @@ _WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed steps at the start of every
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Rounds of all variants (medians over rounds).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Global batch size B (images per step; even).")
 _TENSOR_BATCHES = flags.DEFINE_integer("tensor_batches", 8, "Batches materialized for the tensor-fed fits.")
+_MERGE = flags.DEFINE_bool("merge", True, "Keep the models of an existing --output that --models leaves out.")
 _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "speed.json"),
                               "JSON results file.")
 
@@ -196,7 +199,7 @@ def build_variants(config, data, batch_size: int, num_tensor_batches: int, jit_c
                         consistency_weight=consistency_schedule(config, len(labeled_positions),
                                                                 len(data.train)),
                         **compile_kwargs)
-        trainer.epoch.assign(float(max(1, int(config.stage2.rampup_epochs))))  # the full consistency weight
+        trainer.set_epoch(max(1, int(config.stage2.rampup_epochs)))  # the full consistency weight
         return trainer
 
     ce = CrossEntropyTrainer(classifier())
@@ -244,7 +247,9 @@ def measure(variants: dict, warmup: int, steps: int, repeats: int, label: str) -
     seconds = {name: [] for name in variants}
     cpu_seconds = {name: [] for name in variants}
     for round_ in range(repeats):
-        for name, (trainer, dataset, callbacks) in variants.items():
+        order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
+        for name in order:
+            trainer, dataset, callbacks = variants[name]
             wall, cpu = time_fit(trainer, dataset, callbacks, warmup, steps)
             seconds[name].append(wall)
             cpu_seconds[name].append(cpu)
@@ -344,6 +349,18 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def keep_other_models(earlier: dict, report: dict) -> dict:
+    """`report` plus the models of the `earlier` results file that this command did not measure (each
+    model's entry keeps the `date` and `command` that measured it)."""
+    merged = dict(report)
+    for name in MODELS:
+        if name not in report and name in earlier:
+            merged[name] = dict(earlier[name])
+            merged[name].setdefault("date", earlier.get("date"))
+            merged[name].setdefault("command", earlier.get("command"))
+    return merged
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -364,16 +381,14 @@ def main(argv):
     rows = {}
     for name in _MODELS.value:
         rows[name] = run_model(config, data, name, "/CPU:0", mixed_precision=False, jit_compile=False)
-        report[name] = rows[name]
+        report[name] = dict(rows[name], date=report["date"], command=report["command"])
         if gpus:  # untested: no GPU where this was written
             rows[f"{name} gpu"] = run_model(config, data, name, "/GPU:0", mixed_precision=True,
                                             jit_compile=True)
             report[name]["gpu"] = rows[f"{name} gpu"]
-    os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-    temporary = _OUTPUT.value + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(report, file, indent=2)
-    os.replace(temporary, _OUTPUT.value)
+    if _MERGE.value and os.path.exists(_OUTPUT.value):
+        report = keep_other_models(io_utils.read_json(_OUTPUT.value), report)
+    io_utils.write_json(_OUTPUT.value, report)  # atomic (creates the folder)
     print(format_table(rows))
     print(f"wrote {_OUTPUT.value}")
 

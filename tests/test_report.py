@@ -16,6 +16,7 @@ from tf_twostage.report import (
     format_accuracy_table,
     format_results_table,
     format_selection_table,
+    merge_rows,
     method_label,
     summarize_runs,
     summarize_selection,
@@ -39,6 +40,40 @@ def _run(method="ce", accuracy=0.9, seed=0, noise_type="asymmetric", rate=0.6, a
 
 
 # ---- Table 3: accuracy ------------------------------------------------------------------------------
+
+
+def _row(method, noise_type="asymmetric", rate=0.6, mean=0.5):
+    return {"method": method, "noise_type": noise_type, "noise_rate": rate, "seeds": [0], "accuracies": [mean],
+            "mean": mean, "std": 0.0}
+
+
+def test_merged_rows_replace_recomputed_cells_keep_the_others_in_the_papers_order():
+    earlier = [_row("two_stage_pi", mean=0.8), _row("ce", "none", 0.0, 0.94), _row("ce", mean=0.6),
+               _row("improved_baseline", mean=0.84)]
+    newer = [_row("improved_baseline", mean=0.9), _row("improved_baseline", "none", 0.0, 0.95)]
+    merged = merge_rows(earlier, newer, ("method", "noise"))
+    assert [(row["method"], row["noise_type"], row["mean"]) for row in merged] == [
+        ("ce", "none", 0.94), ("ce", "asymmetric", 0.6), ("improved_baseline", "none", 0.95),
+        ("improved_baseline", "asymmetric", 0.9), ("two_stage_pi", "asymmetric", 0.8)]
+    assert merge_rows([], newer, ("method", "noise")) == sorted(newer, key=lambda row: row["noise_type"] != "none")
+
+
+def test_merged_selection_rows_sort_by_noise_then_the_papers_label_order():
+    def labels_row(noise_type, labels, correct):
+        return {"noise_type": noise_type, "noise_rate": 0.2, "labels": labels, "correct": correct}
+
+    earlier = [labels_row("asymmetric", "after Stage 1", 0.7), labels_row("symmetric", "after Stage 1", 0.5)]
+    newer = [labels_row("symmetric", "original noisy training set", 0.8),
+             labels_row("symmetric", "after Stage 1", 0.6)]
+    merged = merge_rows(earlier, newer, ("noise", "labels"))
+    assert [(row["noise_type"], row["labels"], row["correct"]) for row in merged] == [
+        ("symmetric", "original noisy training set", 0.8), ("symmetric", "after Stage 1", 0.6),
+        ("asymmetric", "after Stage 1", 0.7)]
+
+
+def test_merging_a_row_without_its_key_is_refused_naming_the_key():
+    with pytest.raises(ValueError, match="lacks 'floor_fraction'"):
+        merge_rows([_row("ce")], [], ("floor_fraction", "noise"))
 
 def test_accuracy_rows_hold_seeds_accuracies_mean_and_population_std():
     rows = summarize_runs([_run(accuracy=0.8, seed=2), _run(accuracy=0.6, seed=0), _run(accuracy=0.7, seed=1)])

@@ -42,7 +42,12 @@ class ClassifierTrainer(keras.Model):
         return self.logs({"loss": self.cross_entropy_tracker, "accuracy": self.accuracy_tracker})
 
     def logs(self, trackers: dict) -> dict:
-        results = {name: tracker.result() for name, tracker in trackers.items()}
+        """`fit`'s logs: each tracker's result (a `keras.metrics.Metric`; a `StepMeans` gives several) or
+        the value given."""
+        results = {}
+        for name, tracker in trackers.items():
+            value = tracker.result() if isinstance(tracker, keras.metrics.Metric) else tracker
+            results.update(value if isinstance(value, dict) else {name: value})
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
         return results
@@ -88,6 +93,39 @@ class CrossEntropyTrainer(ClassifierTrainer):
         self.cross_entropy_tracker.update_state(cross_entropy)
         self.accuracy_tracker.update_state(correct_predictions(labels, predictions))
         return self.logs({"loss": self.cross_entropy_tracker, "accuracy": self.accuracy_tracker})
+
+
+class StepMeans(keras.metrics.Metric):
+    """Running means of several scalars, one value each per step, in one pair of variables.
+
+    Equal to one `keras.metrics.Mean` per scalar (`result()` is a dict of the means), at one update per
+    step instead of one per scalar: on a small model the trackers' ops were a measurable share of a
+    step (benchmarks/speed.py). Under a strategy each replica's values are its own, as with `Mean`.
+    """
+
+    def __init__(self, names, name="step_means"):
+        super().__init__(name=name)
+        self.names = tuple(names)
+        self.total = self.add_variable(shape=(len(self.names),), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, values: dict):
+        missing = set(self.names) - set(values)
+        if missing:
+            raise ValueError(f"StepMeans.update_state needs {', '.join(sorted(missing))} (tracks {self.names})")
+        self.total.assign_add(ops.stack([ops.cast(values[name], self.dtype) for name in self.names]))
+        self.count.assign_add(ops.cast(1, self.dtype))
+
+    def result(self):
+        means = ops.divide_no_nan(self.total, self.count)
+        return {name: means[i] for i, name in enumerate(self.names)}
+
+    def reset_state(self):
+        self.total.assign(ops.zeros_like(self.total))
+        self.count.assign(ops.zeros_like(self.count))
+
+    def get_config(self):
+        return {"names": list(self.names), "name": self.name}
 
 
 def correct_predictions(labels, predictions):

@@ -10,6 +10,8 @@ drawing plots and writing report.md is `tf_twostage.run_report`'s job.
   an incorrect or no label in the noisy training set, after forward correction (argmax, sampling) and
   after Stage 1, mean and std over seeds; `format_selection_table(rows)` prints them (Table 2).
 - `format_results_table(results)`: one row per run (what the runner prints).
+- `merge_rows(earlier, newer, order)`: a table's rows from an earlier results file updated by newer ones
+  (a benchmark that reruns some cells keeps the rows of the others).
 - `method_label`, `run_facts`, `noise_setting`: a run's row name, its checked facts, a column title.
 """
 
@@ -272,6 +274,39 @@ def format_selection_table(rows: Sequence[Mapping]) -> str:
         lines.append(f"| {noise_setting(row['noise_type'], row['noise_rate'])} | {row['labels']} | "
                      + " | ".join(cells) + f" | {count} |")
     return "\n".join(lines)
+
+
+def merge_rows(earlier: Sequence[Mapping], newer: Sequence[Mapping], order: Sequence[str]) -> List[dict]:
+    """The rows of `newer` plus those of `earlier` that `newer` does not recompute, sorted by `order`.
+
+    `order` names what identifies a row and how rows sort, most significant first: `"noise"` (the noise
+    setting, `noise_type` and `noise_rate`, in the paper's order), `"method"` (the paper's order),
+    `"labels"` (Table 2's order) or any other row key (its value). E.g. Table 3 is `("method", "noise")`,
+    Table 2 `("noise", "labels")`. A row of `earlier` lacking a key is an error naming it.
+    """
+    def key(row):
+        parts = []
+        for field in order:
+            needed = ("noise_type", "noise_rate") if field == "noise" else (field,)
+            missing = [name for name in needed if name not in row]
+            if missing:
+                raise ValueError(f"row {dict(row)} lacks {', '.join(map(repr, missing))} (rows are keyed by "
+                                 f"{', '.join(order)})")
+            if field == "noise":
+                parts.append(_noise_key(row["noise_type"], row["noise_rate"]))
+            elif field == "method":
+                parts.append(_method_key(row["method"]))
+            elif field == "labels":
+                parts.append((SELECTION_ORDER.index(row["labels"]), "") if row["labels"] in SELECTION_ORDER
+                             else (len(SELECTION_ORDER), row["labels"]))
+            else:
+                parts.append(row[field])
+        return tuple(parts)
+
+    fresh = {key(row): dict(row) for row in newer}
+    kept = {key(row): dict(row) for row in earlier if key(row) not in fresh}
+    merged = {**kept, **fresh}
+    return [merged[k] for k in sorted(merged)]
 
 
 def format_results_table(results: Sequence[dict]) -> str:

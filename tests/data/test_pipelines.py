@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_twostage.data.augment import build_augmenter
+from tf_twostage.data.augment import build_augmenter, translate
 from tf_twostage.data.pipelines import (
     class_balanced_positions,
     evaluation_dataset,
@@ -92,6 +92,31 @@ def test_augmenter_translates_each_image_of_a_batch_differently():
     assert build_augmenter((8, 8, 1)) is None
     with pytest.raises(ValueError, match="translate_px"):
         build_augmenter((8, 8, 1), translate_px=8)
+
+
+def _shifted(image, dy, dx):
+    """`image` [H, W, C] moved so that out[y, x] = image[y + dy, x + dx], zero outside (numpy reference)."""
+    height, width = image.shape[:2]
+    out = np.zeros_like(image)
+    for y in range(height):
+        for x in range(width):
+            if 0 <= y + dy < height and 0 <= x + dx < width:
+                out[y, x] = image[y + dy, x + dx]
+    return out
+
+
+@pytest.mark.parametrize("shape,max_shift", [((6, 5, 7, 3), 2), ((4, 4, 4, 1), 3)])
+def test_translation_is_an_integer_shift_with_zero_fill_of_each_image(shape, max_shift):
+    images = np.random.RandomState(0).uniform(0.1, 1.0, shape).astype(np.float32)
+    shifted = translate(tf.constant(images), max_shift, tf.constant([5, 9], tf.int64)).numpy()
+    assert shifted.shape == images.shape
+    shifts = range(-max_shift, max_shift + 1)
+    for image, out in zip(images, shifted):
+        matches = [(dy, dx) for dy in shifts for dx in shifts if np.array_equal(out, _shifted(image, dy, dx))]
+        assert len(matches) == 1, matches
+    unknown_batch = tf.function(lambda x: translate(x, max_shift, tf.constant([5, 9], tf.int64)),
+                                input_signature=[tf.TensorSpec([None, *shape[1:]], tf.float32)])
+    np.testing.assert_array_equal(unknown_batch(images).numpy(), shifted)
 
 
 def test_augmentation_runs_inside_tf_data():

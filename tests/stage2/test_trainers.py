@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_twostage.classifier_trainer import StepMeans
 from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import semi_supervised_stream
 from tf_twostage.data.preprocess import Preprocessor
@@ -102,6 +103,33 @@ def test_consistency_weight_is_zero_in_the_first_epoch_and_logged():
     assert history["monitor/consistency_weight"][0] == 0.0
     assert history["monitor/consistency_weight"][2] == pytest.approx(10.0)
     assert history["loss/consistency"][0] > 0  # two noisy passes disagree
+
+
+def test_set_epoch_sets_the_weight_of_the_following_steps_and_checkpoints_carry_it():
+    trainer = PiModel(_classifier())
+    trainer.compile(keras.optimizers.SGD(0.1), consistency_weight=lambda epoch: 2.0 * epoch)
+    trainer.set_epoch(3)
+    assert float(trainer.epoch) == 3.0 and float(trainer.consistency_weight) == 6.0
+    trainer.compile(keras.optimizers.SGD(0.1), consistency_weight=lambda epoch: epoch + 0.5)  # re-evaluated
+    assert float(trainer.consistency_weight) == 3.5
+    history = trainer.fit(_fixed_batches(), epochs=1, verbose=0).history  # no EpochTracker: kept as set
+    assert history["monitor/consistency_weight"] == [3.5]
+    assert any(weight is trainer.consistency_weight for weight in trainer.non_trainable_weights)
+
+
+def test_step_means_equal_one_keras_mean_per_scalar_and_reset():
+    means = StepMeans(("a", "b"))
+    reference = {name: keras.metrics.Mean() for name in ("a", "b")}
+    for a, b in ((1.0, 10.0), (2.0, -4.0), (6.0, 0.5)):
+        means.update_state({"a": a, "b": b})
+        reference["a"].update_state(a)
+        reference["b"].update_state(b)
+    for name, result in means.result().items():
+        assert float(result) == pytest.approx(float(reference[name].result()))
+    means.reset_state()
+    assert {name: float(value) for name, value in means.result().items()} == {"a": 0.0, "b": 0.0}
+    with pytest.raises(ValueError, match="needs b"):
+        means.update_state({"a": 1.0})
 
 
 def test_pi_stop_gradient_blocks_the_gradient_through_the_second_pass():

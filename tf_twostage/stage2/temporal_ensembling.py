@@ -1,7 +1,8 @@
 """Temporal ensembling (Laine & Aila): the target is an ensemble of the network's past predictions.
 
 One pass per step. Every prediction of the epoch is recorded per example; after each epoch
-Z <- a Z + (1 - a) z and the targets become Z / (1 - a^t) (bias correction after t updates).
+Z <- a Z + (1 - a) z and the targets become Z / (1 - a^t) (bias correction after t updates; the
+factor is computed with the update, once per epoch).
 
 Z, the epoch's predictions and t are non-trainable weights of the trainer, so checkpoints (and
 `BackupAndRestore`) carry them. Under a strategy they are `only_first_replica` variables that every
@@ -30,14 +31,15 @@ class TemporalEnsembling(SemiSupervisedTrainer):
         self.ensemble = self.add_weight(shape=shape, name="ensemble", **common)
         self.epoch_predictions = self.add_weight(shape=shape, name="epoch_predictions", **common)
         self.ensemble_updates = self.add_weight(shape=(), name="ensemble_updates", **common)
+        # 1 / (1 - a^t), set with each update (not recomputed in every step).
+        self.bias_correction = self.add_weight(shape=(), name="bias_correction", **common)
 
     def consistency_targets(self, batch, predictions):
         rows = ops.take(self.ensemble, batch["index"], axis=0)
-        correction = 1.0 - ops.power(self.momentum, self.ensemble_updates)
-        return ops.where(self.ensemble_updates > 0, rows / ops.maximum(correction, 1e-8), predictions)
+        return ops.where(self.ensemble_updates > 0, rows * self.bias_correction, predictions)
 
     def after_step(self, batch, predictions):
-        ids = ops.cast(_gather_from_replicas(ops.cast(batch["index"], "float64")), "int64")
+        ids = _gather_from_replicas(batch["index"])
         rows = _gather_from_replicas(predictions)
         # An example can occur twice in a batch (oversampled labels; labeled and unlabeled halves), and a
         # scatter with repeated ids applies them in no defined order: keep each id's last row only.
@@ -50,6 +52,7 @@ class TemporalEnsembling(SemiSupervisedTrainer):
         """Z <- a Z + (1 - a) z; called after every epoch by `EnsembleUpdate`."""
         self.ensemble.assign(self.momentum * self.ensemble + (1.0 - self.momentum) * self.epoch_predictions)
         self.ensemble_updates.assign_add(1.0)
+        self.bias_correction.assign(1.0 / ops.maximum(1.0 - ops.power(self.momentum, self.ensemble_updates), 1e-8))
 
 
 def _gather_from_replicas(value):
@@ -57,16 +60,19 @@ def _gather_from_replicas(value):
 
     An all-reduce of zero-padded slots: `ReplicaContext.all_gather` fails under
     MultiWorkerMirroredStrategy inside `fit` ("destinations can not be empty"), the all-reduce works
-    everywhere. Ids travel as float64, exact below 2**53.
+    everywhere. Integer values (ids) travel as float64, exact below 2**53.
     """
     replica = tf.distribute.get_replica_context()
     replicas = replica.num_replicas_in_sync
     if replicas == 1:
         return value
+    dtype = value.dtype
+    if dtype.is_integer:
+        value = tf.cast(value, tf.float64)
     slot = tf.one_hot(replica.replica_id_in_sync_group, replicas, dtype=value.dtype)
     slots = tf.reshape(slot, [replicas] + [1] * value.shape.rank) * value[tf.newaxis]
     gathered = replica.all_reduce("sum", slots)
-    return tf.reshape(gathered, tf.concat([[-1], tf.shape(value)[1:]], axis=0))
+    return tf.cast(tf.reshape(gathered, tf.concat([[-1], tf.shape(value)[1:]], axis=0)), dtype)
 
 
 class EnsembleUpdate(keras.callbacks.Callback):

@@ -22,7 +22,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_twostage.classifier_trainer import ClassifierTrainer, correct_predictions, global_sum
+from tf_twostage.classifier_trainer import ClassifierTrainer, StepMeans, correct_predictions, global_sum
+
+# What `train_step` logs (epoch means), besides `monitor/consistency_weight`.
+TRAIN_LOGS = ("loss", "loss/supervised", "loss/consistency", "accuracy")
 
 
 class SemiSupervisedTrainer(ClassifierTrainer):
@@ -36,14 +39,18 @@ class SemiSupervisedTrainer(ClassifierTrainer):
     def __init__(self, classifier: keras.Model, stop_gradient_targets: bool = True, **kwargs):
         super().__init__(classifier, **kwargs)
         self.stop_gradient_targets = bool(stop_gradient_targets)
-        # The epoch drives the consistency ramp; a variable, so checkpoints carry it.
-        self.epoch = self.add_weight(shape=(), initializer="zeros", trainable=False, name="epoch",
-                                     dtype="float32", aggregation="only_first_replica")
+        # The epoch drives the consistency ramp. Both are variables, so checkpoints carry them; the weight
+        # is evaluated once per epoch (`set_epoch`), not in every step: the ramp is a function of the
+        # epoch alone, and a dozen scalar ops per step were a measurable share of a small model's step.
+        common = {"shape": (), "initializer": "zeros", "trainable": False, "dtype": "float32",
+                  "aggregation": "only_first_replica"}
+        self.epoch = self.add_weight(name="epoch", **common)
+        self.consistency_weight = self.add_weight(name="consistency_weight", **common)
         self.consistency_weight_fn: Callable = lambda epoch: 0.0
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.cross_entropy_tracker = keras.metrics.Mean(name="loss/supervised")
-        self.consistency_tracker = keras.metrics.Mean(name="loss/consistency")
-        self.weight_tracker = keras.metrics.Mean(name="monitor/consistency_weight")
+        # The step's logs, epoch means: one tracker for all (see StepMeans).
+        self.step_means = StepMeans(TRAIN_LOGS)
+        # Validation (`test_step`): cross-entropy and accuracy of the classifier.
+        self.cross_entropy_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
 
     def compile(self, optimizer, consistency_weight: Optional[Callable] = None, **kwargs):
@@ -51,11 +58,16 @@ class SemiSupervisedTrainer(ClassifierTrainer):
         super().compile(optimizer=optimizer, **kwargs)
         if consistency_weight is not None:
             self.consistency_weight_fn = consistency_weight
+            self.set_epoch(float(self.epoch.numpy()))
+
+    def set_epoch(self, epoch: float) -> None:
+        """Sets the epoch and the consistency weight of the steps that follow (`EpochTracker` calls it)."""
+        self.epoch.assign(float(epoch))
+        self.consistency_weight.assign(float(self.consistency_weight_fn(float(epoch))))
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.cross_entropy_tracker, self.consistency_tracker, self.weight_tracker,
-                self.accuracy_tracker]
+        return [self.step_means, self.cross_entropy_tracker, self.accuracy_tracker]
 
     # The one hook an algorithm implements.
     def consistency_targets(self, batch: dict, predictions: tf.Tensor) -> tf.Tensor:
@@ -67,10 +79,10 @@ class SemiSupervisedTrainer(ClassifierTrainer):
     def train_step(self, batch):
         labeled = ops.cast(batch["labeled"], "float32")
         labels = batch["label"]
-        global_labeled = global_sum(ops.sum(labeled))
-        global_batch = global_sum(ops.cast(ops.shape(labeled)[0], "float32"))
+        counts = global_sum(ops.stack([ops.sum(labeled), ops.cast(ops.shape(labeled)[0], "float32")]))
+        global_labeled, global_batch = counts[0], counts[1]
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        weight = ops.cast(self.consistency_weight_fn(self.epoch), "float32")
+        weight = ops.convert_to_tensor(self.consistency_weight)
 
         with tf.GradientTape() as tape:
             predictions = self.classifier(batch["image"], training=True)
@@ -91,13 +103,11 @@ class SemiSupervisedTrainer(ClassifierTrainer):
 
         correct = correct_predictions(labels, predictions)
         # Logs are MEAN-reduced over replicas: scale each replica's share back to the global value.
-        self.loss_tracker.update_state(loss * num_replicas)
-        self.cross_entropy_tracker.update_state(supervised * num_replicas)
-        self.consistency_tracker.update_state(consistency * num_replicas)
-        self.weight_tracker.update_state(weight)
-        self.accuracy_tracker.update_state(ops.sum(correct * labeled) / ops.maximum(global_labeled, 1.0)
-                                           * num_replicas)
-        return self.logs({metric.name: metric for metric in self.metrics})
+        accuracy = ops.sum(correct * labeled) / ops.maximum(global_labeled, 1.0)
+        self.step_means.update_state({"loss": loss * num_replicas, "loss/supervised": supervised * num_replicas,
+                                      "loss/consistency": consistency * num_replicas,
+                                      "accuracy": accuracy * num_replicas})
+        return self.logs({"step_means": self.step_means, "monitor/consistency_weight": weight})
 
 
 class EpochTracker(keras.callbacks.Callback):
@@ -108,6 +118,6 @@ class EpochTracker(keras.callbacks.Callback):
         self.beta1_schedule = beta1_schedule
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.epoch.assign(float(epoch))
+        self.model.set_epoch(epoch)
         if self.beta1_schedule is not None and isinstance(self.model.optimizer.beta_1, keras.Variable):
             self.model.optimizer.beta_1.assign(float(self.beta1_schedule(epoch)))
