@@ -5,6 +5,8 @@ on the Stage-2 stream (`semi_supervised_stream`: dicts with `image`, `label`, `l
 
     loss = CE over the labeled examples + weight(epoch) x consistency over the whole batch
 
+(weight(epoch) is evaluated once per epoch by `set_epoch`, which `EpochTracker` calls)
+
 where consistency is the squared difference between the softmax outputs and the algorithm's targets,
 averaged over batch and classes. Subclasses implement `consistency_targets` (Pi: a second stochastic
 pass; temporal ensembling: the per-example ensemble).
@@ -111,7 +113,8 @@ class SemiSupervisedTrainer(ClassifierTrainer):
 
 
 class EpochTracker(keras.callbacks.Callback):
-    """Copies the epoch number into the trainer's `epoch` variable (and Adam's beta1, if scheduled)."""
+    """Sets the trainer's epoch (`set_epoch`: the epoch and consistency weight variables) at the start of
+    every epoch, and Adam's beta1 if scheduled."""
 
     def __init__(self, beta1_schedule: Optional[Callable] = None):
         super().__init__()
