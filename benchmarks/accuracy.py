@@ -34,7 +34,9 @@ from absl import app, flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tf_twostage import io_utils, report, run_report  # noqa: E402
+from tf_twostage.utils import io_utils  # noqa: E402
+from tf_twostage.reporting import tables as report  # noqa: E402
+from tf_twostage.reporting import run_report  # noqa: E402
 
 TWO_STAGE = ["--config.method=two_stage"]
 METHOD_ARGS = {
@@ -73,7 +75,7 @@ _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "result
                               "JSON results file.")
 _MERGE = flags.DEFINE_bool("merge", True, "Keep the rows of the existing --output that this command does not "
                            "compute (--nomerge: write only this command's rows).")
-# How each table's rows are identified and ordered (tf_twostage.report.merge_rows).
+# How each table's rows are identified and ordered (tf_twostage.reporting.tables.merge_rows).
 TABLE_ORDER = {"rows": ("method", "noise"), "table1": ("floor_fraction", "noise"), "table2": ("noise", "labels")}
 
 

@@ -83,14 +83,16 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from tf_twostage import io_utils, schedules  # noqa: E402
-from tf_twostage.classifier_trainer import CrossEntropyTrainer  # noqa: E402
+from tf_twostage.utils import io_utils  # noqa: E402
+from tf_twostage.training import schedules  # noqa: E402
+from tf_twostage.training.trainer import CrossEntropyTrainer  # noqa: E402
 from tf_twostage.data.augment import build_augmenter  # noqa: E402
 from tf_twostage.data.pipelines import semi_supervised_stream, supervised_dataset  # noqa: E402
 from tf_twostage.data.prepare import prepare_data  # noqa: E402
-from tf_twostage.stage1.pretrain import build_stage_augmenter, make_optimizer  # noqa: E402
+from tf_twostage.runs.pretrain import build_stage_augmenter
+from tf_twostage.training.optimizers import make_optimizer  # noqa: E402
 from tf_twostage.stage2.pi_model import PiModel  # noqa: E402
-from tf_twostage.stage2.run import build_semi_supervised_classifier, consistency_schedule  # noqa: E402
+from tf_twostage.runs.stage2 import build_semi_supervised_classifier, consistency_schedule  # noqa: E402
 from tf_twostage.stage2.temporal_ensembling import EnsembleUpdate, TemporalEnsembling  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

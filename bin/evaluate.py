@@ -21,7 +21,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tf_twostage.evaluation import evaluate_model, format_evaluation
+from tf_twostage.serving.evaluation import evaluate_model, format_evaluation
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A run's folder: its data and (without --saved_model) its classifier.")
 _SAVED_MODEL = flags.DEFINE_string("saved_model", None, "A SavedModel version folder, or a model folder of versions.")

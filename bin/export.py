@@ -15,9 +15,9 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tf_twostage.cli import parse_flags
-from tf_twostage.evaluation import default_weights
-from tf_twostage.export import export_from_workdir
+from tf_twostage.programs.flags import parse_flags
+from tf_twostage.serving.evaluation import default_weights
+from tf_twostage.serving.export import export_from_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run whose classifier to export.")

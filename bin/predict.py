@@ -20,7 +20,7 @@ import sys
 
 from absl import app, flags
 
-from tf_twostage.prediction import classify_images
+from tf_twostage.serving.prediction import classify_images
 
 _SAVED_MODEL = flags.DEFINE_string("saved_model", None, "A SavedModel version folder, or a model folder of versions.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Instead of --saved_model: a run's folder (its newest export).")

@@ -24,7 +24,7 @@ import sys
 
 from absl import app, flags
 
-from tf_twostage.run_report import write_report
+from tf_twostage.reporting.run_report import write_report
 
 _OUTPUT = flags.DEFINE_string("output", None, "Folder for report.md and plots/.")
 _IMAGE_GRIDS = flags.DEFINE_bool("image_grids", True, "Draw kept versus dropped training images per class "

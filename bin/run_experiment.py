@@ -15,9 +15,9 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tf_twostage.cli import parse_flags
-from tf_twostage.experiment import run_experiment
-from tf_twostage.report import format_results_table
+from tf_twostage.programs.flags import parse_flags
+from tf_twostage.runs.experiment import run_experiment
+from tf_twostage.reporting.tables import format_results_table
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the run's artifacts.")

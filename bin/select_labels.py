@@ -13,8 +13,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tf_twostage.cli import parse_flags
-from tf_twostage.experiment import select_and_record, start_run
+from tf_twostage.programs.flags import parse_flags
+from tf_twostage.runs.experiment import select_and_record, start_run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run (the one bin/train_stage1.py used).")

@@ -12,8 +12,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tf_twostage.cli import parse_flags
-from tf_twostage.experiment import ensure_stage1_trained, start_run
+from tf_twostage.programs.flags import parse_flags
+from tf_twostage.runs.experiment import ensure_stage1_trained, start_run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the run's artifacts.")

@@ -23,17 +23,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_twostage import io_utils
+from tf_twostage.utils import io_utils
 from tf_twostage.config import load_run_config
-from tf_twostage.config_checks import check_override_keys
+from tf_twostage.config.checks import check_override_keys
 from tf_twostage.data.clothing1m import load_clothing1m
 from tf_twostage.data.noise import add_label_noise, load_matrix_file
 from tf_twostage.data.preprocess import Preprocessor
 from tf_twostage.data.source import DatasetSplits, ImageSplit
 from tf_twostage.data.user_data import load_user_data
-from tf_twostage.distribution import check_global_batch_size
-from tf_twostage.experiment import run_experiment
-from tf_twostage.stage1.run import weights_path
+from tf_twostage.training.distribution import check_global_batch_size
+from tf_twostage.runs.experiment import run_experiment
+from tf_twostage.runs.stage1 import weights_path
 from tf_twostage.stage1.selection import check_every_class_kept, select_confident_labels
 from tests.test_experiment import ROOT, _smoke_config
 

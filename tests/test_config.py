@@ -4,8 +4,8 @@ import sys
 import pytest
 
 from tf_twostage.config import base_config
-from tf_twostage.config_checks import validate_config
-from tf_twostage.experiment import METHODS
+from tf_twostage.config.checks import validate_config
+from tf_twostage.runs.experiment import METHODS
 
 REQUIRED_KEYS = ["seed", "data.name", "data.dir", "noise.type", "noise.rate", "method", "stage2.algorithm",
                  "batch_size", "stage1.epochs", "stage2.epochs"]

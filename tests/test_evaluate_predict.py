@@ -17,17 +17,17 @@ from PIL import Image
 from tests.test_experiment import _smoke_config
 from tf_twostage.data.prepare import prepare_data
 from tf_twostage.data.source import UNKNOWN_LABEL
-from tf_twostage.evaluation import (
+from tf_twostage.serving.evaluation import (
     classification_metrics,
     evaluate_model,
     label_metrics,
     predict_probabilities,
     saved_model_probabilities,
 )
-from tf_twostage.experiment import run_experiment
-from tf_twostage.export import BYTES_ENDPOINT, IMAGE_ENDPOINT, export_classifier
+from tf_twostage.runs.experiment import run_experiment
+from tf_twostage.serving.export import BYTES_ENDPOINT, IMAGE_ENDPOINT, export_classifier
 from tf_twostage.models import build_classifier
-from tf_twostage.prediction import (
+from tf_twostage.serving.prediction import (
     classify_files,
     classify_images,
     decode_for_model,

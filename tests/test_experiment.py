@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tf_twostage.experiment import run_experiment
+from tf_twostage.runs.experiment import run_experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

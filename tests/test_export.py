@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_twostage.classifier_trainer import CrossEntropyTrainer
+from tf_twostage.training.trainer import CrossEntropyTrainer
 from tf_twostage.data.preprocess import Preprocessor
-from tf_twostage.export import CLASS_NAMES_FILE, export_classifier
+from tf_twostage.serving.export import CLASS_NAMES_FILE, export_classifier
 from tf_twostage.models import build_mlp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

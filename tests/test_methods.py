@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tf_twostage.experiment import METHODS, run_experiment
+from tf_twostage.runs.experiment import METHODS, run_experiment
 from tests.test_experiment import _smoke_config
 
 

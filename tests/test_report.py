@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_twostage import plots
-from tf_twostage.report import (
+from tf_twostage.reporting import plots
+from tf_twostage.reporting.tables import (
     format_accuracy_table,
     format_results_table,
     format_selection_table,
@@ -21,7 +21,7 @@ from tf_twostage.report import (
     summarize_runs,
     summarize_selection,
 )
-from tf_twostage.run_report import find_run_dirs, load_run, write_report
+from tf_twostage.reporting.run_report import find_run_dirs, load_run, write_report
 from tests.test_experiment import _smoke_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -257,7 +257,7 @@ def test_malformed_results_make_a_skipped_run_not_a_crash(tmp_path):
 
 
 def test_plot_file_stems_are_safe_and_distinct():
-    from tf_twostage.run_report import _file_stems
+    from tf_twostage.reporting.run_report import _file_stems
 
     assert _file_stems(["a/b c", "a_b_c", "x", "|"]) == ["a_b_c", "a_b_c_2", "x", "run"]
 
@@ -279,7 +279,7 @@ def test_examples_per_class_are_chosen_deterministically_within_each_group():
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory):
     """Two two-stage seeds, one ce and one forward run (one tiny epoch each), plus an unfinished folder."""
-    from tf_twostage.experiment import run_experiment
+    from tf_twostage.runs.experiment import run_experiment
 
     runs = tmp_path_factory.mktemp("runs")
     settings = {

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_twostage.classifier_trainer import CrossEntropyTrainer
-from tf_twostage.manifest import ConfigMismatchError, RunManifest, check_workdir, config_differences, config_hash
-from tf_twostage.resume import NonFiniteLossError, latest_checkpoint, resume_fit
-from tf_twostage.stage1.pretrain import ResumableReduceLROnPlateau
+from tf_twostage.training.trainer import CrossEntropyTrainer
+from tf_twostage.runs.manifest import ConfigMismatchError, RunManifest, check_workdir, config_differences, config_hash
+from tf_twostage.training.resume import NonFiniteLossError, latest_checkpoint, resume_fit
+from tf_twostage.training.optimizers import ResumableReduceLROnPlateau
 
 STEPS = 4
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from tf_twostage import schedules
+from tf_twostage.training import schedules
 
 
 def _value(x):

@@ -10,12 +10,12 @@ import keras
 import numpy as np
 import pytest
 
-from tf_twostage import io_utils
+from tf_twostage.utils import io_utils
 from tf_twostage.data.pipelines import supervised_dataset
 from tf_twostage.data.preprocess import Preprocessor
-from tf_twostage.experiment import start_run
+from tf_twostage.runs.experiment import start_run
 from tf_twostage.stage1.callback import PredictionRecorder
-from tf_twostage.stage1.run import load_selection, select_labels, train_stage1
+from tf_twostage.runs.stage1 import load_selection, select_labels, train_stage1
 from tf_twostage.stage1.selection import corrected_posteriors, select_confident_labels
 from tests.conftest import make_split
 from tests.test_experiment import ROOT, _smoke_config

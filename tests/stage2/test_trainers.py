@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_twostage.classifier_trainer import StepMeans
+from tf_twostage.training.trainer import StepMeans
 from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import semi_supervised_stream
 from tf_twostage.data.preprocess import Preprocessor
@@ -96,7 +96,7 @@ def test_temporal_ensemble_accumulates_predictions_with_bias_correction():
 
 def test_consistency_weight_is_zero_in_the_first_epoch_and_logged():
     trainer = PiModel(_classifier(noise=0.2, dropout=0.3))
-    from tf_twostage.schedules import consistency_weight
+    from tf_twostage.training.schedules import consistency_weight
 
     trainer.compile(keras.optimizers.Adam(1e-3), consistency_weight=lambda e: consistency_weight(e, 10.0, 2))
     history = trainer.fit(_fixed_batches(), epochs=3, verbose=0, callbacks=[EpochTracker()]).history

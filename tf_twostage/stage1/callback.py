@@ -15,7 +15,7 @@ import numpy as np
 
 from tf_twostage.data.preprocess import Preprocessor
 from tf_twostage.data.source import ImageSplit
-from tf_twostage.evaluation import predict_probabilities
+from tf_twostage.training.metrics import predict_probabilities
 
 RANKINGS = ("best", "average", "kfold")
 

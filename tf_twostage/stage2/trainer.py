@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_twostage.classifier_trainer import ClassifierTrainer, StepMeans, correct_predictions, global_sum
+from tf_twostage.training.trainer import ClassifierTrainer, StepMeans, correct_predictions, global_sum
 
 # What `train_step` logs (epoch means), besides `monitor/consistency_weight`.
 TRAIN_LOGS = ("loss", "loss/supervised", "loss/consistency", "accuracy")

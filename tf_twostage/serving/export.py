@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tf_twostage.classifier_trainer import ClassifierTrainer
+from tf_twostage.training.trainer import ClassifierTrainer
 from tf_twostage.data.preprocess import Preprocessor
 
 EXPORT_DIR = "export"  # under a run's workdir

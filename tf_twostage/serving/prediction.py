@@ -1,6 +1,6 @@
 """Classify images with an exported SavedModel: load an export, find image files, decode, batch, CSV rows.
 
-Everything goes through the SavedModel's own signatures (`tf_twostage.export`), so what this module
+Everything goes through the SavedModel's own signatures (`tf_twostage.serving.export`), so what this module
 predicts is what TF Serving would answer. Image files are sent as encoded bytes to `serving_bytes` when
 the export has it; otherwise (and for files that endpoint cannot decode) they are decoded here exactly as
 the export decodes bytes (`export.decode_image_bytes`: the model's channels, bilinear antialiased
@@ -23,10 +23,10 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tf_twostage import io_utils
+from tf_twostage.utils import io_utils
 from tf_twostage.config import load_run_config
 from tf_twostage.data.files import IMAGE_EXTENSIONS, check_on_bad_file
-from tf_twostage.export import BYTES_ENDPOINT, CLASS_NAMES_FILE, EXPORT_DIR, IMAGE_ENDPOINT, decode_image_bytes
+from tf_twostage.serving.export import BYTES_ENDPOINT, CLASS_NAMES_FILE, EXPORT_DIR, IMAGE_ENDPOINT, decode_image_bytes
 
 SAVED_MODEL_FILE = "saved_model.pb"
 CSV_COLUMNS = ("path", "class_id", "class_name", "probability")
@@ -36,7 +36,7 @@ _VERSION = re.compile(r"^[0-9]+$")
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LoadedExport:
-    """A SavedModel written by `tf_twostage.export`, loaded, with what its signatures say about it.
+    """A SavedModel written by `tf_twostage.serving.export`, loaded, with what its signatures say about it.
 
     Attributes:
       version_dir: the SavedModel folder (a version folder `<model>/<version>/`).

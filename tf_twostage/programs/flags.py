@@ -6,7 +6,7 @@ import sys
 
 from absl import app
 
-from tf_twostage.config_checks import check_override_keys
+from tf_twostage.config.checks import check_override_keys
 
 
 def parse_flags(argv):

@@ -1,8 +1,8 @@
 """A Markdown report, with plots, of finished run folders: what `bin/report.py` and the runner write.
 
-Kept apart from `tf_twostage.report`, whose tables are pure functions of run dicts, because this side
+Kept apart from `tf_twostage.reporting.tables`, whose tables are pure functions of run dicts, because this side
 touches files and heavy libraries: it finds run folders (`find_run_dirs`), reads their results.json
-and config.json (`load_run`), draws each run's plots (`plot_run`, via `tf_twostage.plots`; the image
+and config.json (`load_run`), draws each run's plots (`plot_run`, via `tf_twostage.reporting.plots`; the image
 grids rebuild the run's data with TensorFlow) and writes `output_dir/report.md` with the run list
 (`format_run_list`), the tables and the plots (`write_report`).
 """
@@ -17,11 +17,12 @@ from typing import List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
-from tf_twostage import io_utils, plots
+from tf_twostage.utils import io_utils
+from tf_twostage.reporting import plots
 from tf_twostage.config import load_run_config
 from tf_twostage.data.prepare import PreparedData, prepare_data
 from tf_twostage.data.source import UNKNOWN_LABEL, decode_image_file
-from tf_twostage.report import (
+from tf_twostage.reporting.tables import (
     format_accuracy_table,
     format_selection_table,
     method_label,
@@ -30,7 +31,7 @@ from tf_twostage.report import (
     summarize_runs,
     summarize_selection,
 )
-from tf_twostage.stage1.run import load_selection
+from tf_twostage.utils.artifacts import load_selection
 
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.json"

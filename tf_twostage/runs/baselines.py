@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-from tf_twostage import io_utils, plots
+from tf_twostage.utils import io_utils
+from tf_twostage.reporting import plots
 from tf_twostage.baselines.losses import (
     BackwardCorrectedCrossEntropy,
     ForwardCorrectedCrossEntropy,
@@ -21,9 +22,9 @@ from tf_twostage.baselines.losses import (
 )
 from tf_twostage.baselines.transition import corrected_label_statistics, estimate_transition_matrix
 from tf_twostage.data.prepare import PreparedData
-from tf_twostage.evaluation import predict_probabilities
+from tf_twostage.training.metrics import predict_probabilities
 from tf_twostage.models import build_classifier
-from tf_twostage.stage1.pretrain import train_cross_entropy
+from tf_twostage.runs.pretrain import train_cross_entropy
 
 
 LOSS_METHODS = ("forward", "backward", "bootstrap_soft", "bootstrap_hard")

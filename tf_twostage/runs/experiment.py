@@ -5,7 +5,7 @@
   results.json  method, dataset, seed, noise {type, rate, realized_rate, ...}, test_accuracy,
                 stage1, wall_seconds, ...
   logs/         TensorBoard logs of every stage
-  report.md, plots/  the run's tables and figures (`tf_twostage.run_report.write_report`)
+  report.md, plots/  the run's tables and figures (`tf_twostage.reporting.run_report.write_report`)
   final/classifier.weights.h5, export/<dataset>/<version>/ (SavedModel for TF Serving)
   manifest.json the finished stages, each with the hash of the config it ran under
 Every artifact is written atomically. Rerunning the same command resumes: finished stages are
@@ -25,19 +25,19 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tf_twostage import io_utils
-from tf_twostage.baselines.methods import LOSS_METHODS, run_loss_baseline
-from tf_twostage.config_checks import validate_config
+from tf_twostage.utils import io_utils
+from tf_twostage.runs.baselines import LOSS_METHODS, run_loss_baseline
+from tf_twostage.config.checks import validate_config
 from tf_twostage.data.prepare import PreparedData, prepare_data
-from tf_twostage.distribution import check_global_batch_size, make_strategy, worker_workdir
-from tf_twostage.evaluation import evaluate_classifier
-from tf_twostage.export import ENCODED_IMAGE_DATASETS, EXPORT_DIR, export_classifier
-from tf_twostage.manifest import RunManifest, check_workdir
+from tf_twostage.training.distribution import check_global_batch_size, make_strategy, worker_workdir
+from tf_twostage.training.metrics import evaluate_classifier
+from tf_twostage.serving.export import ENCODED_IMAGE_DATASETS, EXPORT_DIR, export_classifier
+from tf_twostage.runs.manifest import RunManifest, check_workdir
 from tf_twostage.models import build_classifier
-from tf_twostage.resume import remove_checkpoints
-from tf_twostage.run_report import write_report
-from tf_twostage.stage1.pretrain import train_cross_entropy
-from tf_twostage.stage1.run import (
+from tf_twostage.training.resume import remove_checkpoints
+from tf_twostage.reporting.run_report import write_report
+from tf_twostage.runs.pretrain import train_cross_entropy
+from tf_twostage.runs.stage1 import (
     PREDICTIONS_FILE,
     WEIGHTS_FILE,
     load_refined_validation,
@@ -47,7 +47,7 @@ from tf_twostage.stage1.run import (
     train_stage1,
     weights_path,
 )
-from tf_twostage.stage2.run import build_semi_supervised_classifier, train_stage2
+from tf_twostage.runs.stage2 import build_semi_supervised_classifier, train_stage2
 
 FINAL_DIR = "final"
 FINAL_WEIGHTS = os.path.join(FINAL_DIR, "classifier.weights.h5")

@@ -21,13 +21,13 @@ import os
 import keras
 import numpy as np
 
-from tf_twostage import io_utils
+from tf_twostage.utils import io_utils
 from tf_twostage.data.pipelines import evaluation_dataset, stratified_holdout
 from tf_twostage.data.prepare import PreparedData
-from tf_twostage.evaluation import predict_probabilities
+from tf_twostage.training.metrics import predict_probabilities
 from tf_twostage.models import build_classifier
 from tf_twostage.stage1.callback import RANKINGS, PredictionRecorder
-from tf_twostage.stage1.pretrain import train_cross_entropy
+from tf_twostage.runs.pretrain import train_cross_entropy
 from tf_twostage.baselines.transition import estimate_transition_matrix
 from tf_twostage.stage1.selection import (
     corrected_posteriors,
@@ -36,13 +36,16 @@ from tf_twostage.stage1.selection import (
     selection_statistics,
 )
 
+from tf_twostage.utils.artifacts import (
+    PREDICTIONS_FILE,
+    STAGE1_WEIGHTS_FILE as WEIGHTS_FILE,
+    load_refined_validation,
+    load_selection,
+    stage1_dir,
+    write_kept,
+)
+
 RULES = ("auto", "confidence", "clean_set")
-PREDICTIONS_FILE = "predictions.npz"
-WEIGHTS_FILE = "classifier.weights.h5"
-
-
-def stage1_dir(workdir: str) -> str:
-    return os.path.join(workdir, "stage1")
 
 
 def effective_rule(config, data: PreparedData) -> str:
@@ -222,37 +225,11 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
                                      data.validation.labels, arrays.get("validation_scores"))
     stats["refined_validation_size"] = int(validation_kept.sum())
 
-    _write_kept(os.path.join(folder, "selection.npz"), data.train, kept)
-    _write_kept(os.path.join(folder, "refined_validation.npz"), data.validation, validation_kept)
+    write_kept(os.path.join(folder, "selection.npz"), data.train, kept)
+    write_kept(os.path.join(folder, "refined_validation.npz"), data.validation, validation_kept)
     _write_dropped_csv(os.path.join(folder, "dropped_labels.csv"), data, kept, arrays["train_probabilities"])
     io_utils.write_json(os.path.join(folder, "selection_stats.json"), stats)
     return stats
-
-
-def _write_kept(path: str, split, kept) -> None:
-    """`index`, `kept` mask and `kept_label` (-1 where dropped) of one split, as .npz (no pickles)."""
-    io_utils.write_npz(path, index=split.index, kept=kept, kept_label=np.where(kept, split.labels, -1))
-
-
-def _read_kept(name: str, workdir: str, split, what: str) -> np.ndarray:
-    """The kept mask of `stage1/<name>`, checked to belong to the examples of `split`."""
-    path = os.path.join(stage1_dir(workdir), name)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} does not exist: run bin/select_labels.py first")
-    arrays = io_utils.read_npz(path)
-    if not np.array_equal(arrays["index"], split.index):
-        raise ValueError(f"{path} was made for other {what} examples than this config gives")
-    return arrays["kept"].astype(bool)
-
-
-def load_selection(workdir: str, data: PreparedData) -> np.ndarray:
-    """The kept mask of `stage1/selection.npz`, checked against these training examples."""
-    return _read_kept("selection.npz", workdir, data.train, "training")
-
-
-def load_refined_validation(workdir: str, data: PreparedData) -> np.ndarray:
-    """Positions in `data.validation` whose labels passed the Stage-1 rule (the refined validation set)."""
-    return np.flatnonzero(_read_kept("refined_validation.npz", workdir, data.validation, "validation"))
 
 
 def weights_path(workdir: str) -> str:

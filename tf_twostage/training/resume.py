@@ -39,7 +39,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from tf_twostage import io_utils
+from tf_twostage.utils import io_utils
 
 CHECKPOINTS_DIR = "checkpoints"  # under a run's workdir: one folder per training stage
 WEIGHTS_FILE = "trainer.weights.h5"

@@ -4,7 +4,7 @@ Continues from the Stage-1 weights (the best-validation epoch) in the semi-super
 same architecture (Gaussian noise added; it has no weights, so they carry over), trains it with the Pi
 model or temporal ensembling on the half-labeled / half-unlabeled stream, and optionally fine-tunes it
 on a clean subset with a small learning rate (the paper's Table 4, rows 7 -> 8). Both are checkpointed
-every epoch (`tf_twostage.resume`): a rerun after a crash continues with the optimizer, the ramps and
+every epoch (`tf_twostage.training.resume`): a rerun after a crash continues with the optimizer, the ramps and
 the temporal-ensemble buffer as they were.
 """
 
@@ -17,13 +17,14 @@ import keras
 import ml_collections
 import numpy as np
 
-from tf_twostage import io_utils, schedules
+from tf_twostage.utils import io_utils
+from tf_twostage.training import schedules
 from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import semi_supervised_stream, supervised_dataset
 from tf_twostage.data.prepare import PreparedData
-from tf_twostage.distribution import check_global_batch_size
+from tf_twostage.training.distribution import check_global_batch_size
 from tf_twostage.models import build_classifier
-from tf_twostage.resume import checkpoint_dir, resume_fit
+from tf_twostage.training.resume import checkpoint_dir, resume_fit
 from tf_twostage.stage1.selection import check_every_class_kept
 from tf_twostage.stage2.pi_model import PiModel
 from tf_twostage.stage2.temporal_ensembling import EnsembleUpdate, TemporalEnsembling

@@ -13,17 +13,17 @@ from typing import Sequence
 
 from tf_twostage.data.datasets import DATASET_NAMES
 from tf_twostage.data.noise import NOISE_TYPES, parse_mapping
-from tf_twostage.distribution import STRATEGY_NAMES
+from tf_twostage.training.distribution import STRATEGY_NAMES
 from tf_twostage.models import MODEL_NAMES
 from tf_twostage.stage1.callback import RANKINGS
 from tf_twostage.stage1.selection import POSTERIORS
-from tf_twostage.stage1.pretrain import OPTIMIZER_NAMES
+from tf_twostage.training.optimizers import OPTIMIZER_NAMES
 from tf_twostage.stage1.selection import TOP_UP_POOLS
 
 STAGE2_ALGORITHMS = ("pi", "temporal_ensembling")
 BAD_FILE_POLICIES = ("error", "skip")
-STAGE1_RULES = ("auto", "confidence", "clean_set")  # tf_twostage.stage1.run.RULES
-TRANSITION_SOURCES = ("estimated", "true")  # tf_twostage.baselines.methods.TRANSITION_SOURCES
+STAGE1_RULES = ("auto", "confidence", "clean_set")  # tf_twostage.runs.stage1.RULES
+TRANSITION_SOURCES = ("estimated", "true")  # tf_twostage.runs.baselines.TRANSITION_SOURCES
 VERBOSITY = (0, 1, 2)
 _OVERRIDE = re.compile(r"--?config\.([^=]+)")
 

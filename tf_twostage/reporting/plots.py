@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tf_twostage import io_utils  # noqa: E402
+from tf_twostage.utils import io_utils  # noqa: E402
 
 MAX_ANNOTATED_CLASSES = 12  # matrices up to this size print their values in the cells
 KEPT_COLOR, CORRECT_COLOR, INCORRECT_COLOR, LABELED_COLOR = "tab:blue", "tab:green", "tab:red", "0.75"

@@ -3,7 +3,7 @@
 Plain `compile` + `fit` with Keras callbacks: the learning rate is halved when validation accuracy
 has not improved for `lr_patience` epochs (down to `min_lr`), TensorBoard logs go under the workdir,
 and every epoch is checkpointed under `workdir/checkpoints/<stage_name>/`, so a rerun after a crash
-continues where it stopped (`tf_twostage.resume`).
+continues where it stopped (`tf_twostage.training.resume`).
 """
 
 from __future__ import annotations
@@ -13,67 +13,12 @@ import os
 
 import keras
 
-from tf_twostage.classifier_trainer import CrossEntropyTrainer
+from tf_twostage.training.trainer import CrossEntropyTrainer
 from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import supervised_dataset
 from tf_twostage.data.prepare import PreparedData
-from tf_twostage.resume import checkpoint_dir, resume_fit
-
-OPTIMIZER_NAMES = ("adagrad", "sgd", "adam")
-
-
-def make_optimizer(stage_config) -> keras.optimizers.Optimizer:
-    """The optimizer named by `stage_config.optimizer` at `stage_config.learning_rate`."""
-    name, lr = stage_config.optimizer, float(stage_config.learning_rate)
-    if not lr > 0:
-        raise ValueError(f"learning_rate must be > 0, got {lr}")
-    if name == "adagrad":
-        return keras.optimizers.Adagrad(learning_rate=lr)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=float(stage_config.momentum))
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
-    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}; got {name!r}")
-
-
-class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
-    """`ReduceLROnPlateau` whose patience counter and best value survive a resume (`tf_twostage.resume`).
-
-    The learning rate itself is an optimizer variable, saved with the trainer's weights.
-    """
-
-    _STATE = ("wait", "best", "cooldown_counter")
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._restored = None
-
-    def checkpoint_state(self):
-        return {name: float(getattr(self, name)) for name in self._STATE}, {}
-
-    def restore_state(self, scalars, arrays):
-        self._restored = dict(scalars)
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)  # resets the counters: apply a restored state after it
-        if self._restored:
-            self.wait, self.best = int(self._restored["wait"]), float(self._restored["best"])
-            self.cooldown_counter = int(self._restored["cooldown_counter"])
-
-
-def plateau_callbacks(stage_config, log_dir: str) -> list:
-    """Halve the learning rate on a validation-accuracy plateau; log to TensorBoard."""
-    return [
-        ResumableReduceLROnPlateau(
-            monitor="val_accuracy",
-            mode="max",
-            factor=float(stage_config.lr_factor),
-            patience=int(stage_config.lr_patience),
-            min_lr=float(stage_config.min_lr),
-        ),
-        keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
-    ]
-
+from tf_twostage.training.optimizers import make_optimizer, plateau_callbacks
+from tf_twostage.training.resume import checkpoint_dir, resume_fit
 
 def train_cross_entropy(
     classifier: keras.Model,

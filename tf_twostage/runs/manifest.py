@@ -2,7 +2,7 @@
 
 `manifest.json` records every finished stage with the hash of the config it ran under, the time and
 its artifacts. Rerunning the same command skips finished stages (a stage in progress resumes from its
-epoch checkpoint, `tf_twostage.resume`). A workdir is bound to its config: reusing it with a different
+epoch checkpoint, `tf_twostage.training.resume`). A workdir is bound to its config: reusing it with a different
 one is refused with the differing keys named, unless the caller asks to start over (`restart=True`),
 which removes the run's artifacts first. Keys that only change how a run looks (`verbose`) are ignored.
 """
@@ -16,7 +16,7 @@ import os
 import shutil
 from typing import Sequence
 
-from tf_twostage import io_utils
+from tf_twostage.utils import io_utils
 
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.json"

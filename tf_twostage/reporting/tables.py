@@ -2,7 +2,7 @@
 
 Pure functions of run dicts `{"results": <results.json>, "config": <config.json> or None, "name":
 <optional, for messages>}`, so a benchmark can reuse them on results it holds; reading run folders,
-drawing plots and writing report.md is `tf_twostage.run_report`'s job.
+drawing plots and writing report.md is `tf_twostage.reporting.run_report`'s job.
 
 - `summarize_runs(runs)`: one row per (method, noise setting) with the seeds, test accuracies, mean
   and population std; `format_accuracy_table(rows)` prints them as methods x noise settings (Table 3).

@@ -14,7 +14,7 @@ def base_config() -> ml_collections.ConfigDict:
     """Every key the runner reads, with the MNIST-5k defaults (the paper's MNIST recipe)."""
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.method = "ce"  # see tf_twostage.experiment.METHODS
+    config.method = "ce"  # see tf_twostage.runs.experiment.METHODS
     config.batch_size = 128  # global batch size (split across replicas under a strategy)
     config.verbose = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
 

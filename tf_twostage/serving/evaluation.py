@@ -1,7 +1,6 @@
-"""Accuracy, per-class accuracy and confusion matrix of a classifier on a split.
+"""Evaluating a finished run or an exported SavedModel on one split (`bin/evaluate.py`).
 
-The functions on arrays and splits serve training (`evaluate_classifier` gives results.json's test
-accuracy); `evaluate_model` evaluates a finished run's weights or an exported SavedModel (through its own
+`evaluate_model` evaluates a finished run's weights or an exported SavedModel (through its own
 signature) on the test, validation or train split for `bin/evaluate.py`, against the noisy and, where
 known, the clean labels.
 """
@@ -14,37 +13,11 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tf_twostage import io_utils
+from tf_twostage.utils import io_utils
 from tf_twostage.data.pipelines import evaluation_dataset, gather_batches
 from tf_twostage.data.preprocess import Preprocessor
 from tf_twostage.data.source import UNKNOWN_LABEL, ImageSplit
-
-
-def predict_probabilities(classifier, split: ImageSplit, preprocessor: Preprocessor, batch_size: int = 256):
-    """Class probabilities `[N, C]` for every example of `split`, in order."""
-    outputs = []
-    for batch in evaluation_dataset(split, preprocessor, batch_size):
-        outputs.append(np.asarray(classifier(batch["image"], training=False)))
-    return np.concatenate(outputs) if outputs else np.zeros((0, split.num_classes), np.float32)
-
-
-def classification_metrics(labels, predictions, num_classes: int) -> dict:
-    """Accuracy, per-class accuracy (None for an absent class) and the confusion matrix [true, pred]."""
-    labels = np.asarray(labels, np.int64)
-    predictions = np.asarray(predictions, np.int64)
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(confusion, (labels, predictions), 1)
-    support = confusion.sum(axis=1)
-    per_class = [float(confusion[c, c] / support[c]) if support[c] else None for c in range(num_classes)]
-    accuracy = float(np.trace(confusion) / max(len(labels), 1))
-    return {"accuracy": accuracy, "per_class_accuracy": per_class, "confusion_matrix": confusion.tolist()}
-
-
-def evaluate_classifier(classifier, split: ImageSplit, preprocessor: Preprocessor, batch_size: int = 256):
-    """Metrics of `classifier` on `split` against its clean labels (or its labels if none are known)."""
-    probabilities = predict_probabilities(classifier, split, preprocessor, batch_size)
-    reference = split.clean_labels if split.has_clean_labels else split.labels
-    return classification_metrics(reference, probabilities.argmax(axis=1), split.num_classes)
+from tf_twostage.training.metrics import classification_metrics, predict_probabilities
 
 
 # --- Evaluating a trained run or an exported SavedModel on one split (bin/evaluate.py) ---
@@ -99,7 +72,7 @@ def label_metrics(predictions, split: ImageSplit, split_name: str) -> dict:
 
 def saved_model_probabilities(export, split: ImageSplit, batch_size: int = 256) -> np.ndarray:
     """Probabilities `[N, C]` of `split`'s raw uint8 images through a loaded export's `serving_default`
-    (`tf_twostage.prediction.LoadedExport`): the pre-processing is the one inside the SavedModel."""
+    (`tf_twostage.serving.prediction.LoadedExport`): the pre-processing is the one inside the SavedModel."""
     if tuple(export.image_shape) != tuple(split.image_shape) or export.num_classes != split.num_classes:
         raise ValueError(
             f"the SavedModel {export.version_dir} takes images of shape {export.image_shape} with "
@@ -143,7 +116,7 @@ def evaluate_model(split_name: str = "test", *, workdir: Optional[str] = None, c
     """
     from tf_twostage.config import load_run_config  # pylint: disable=import-outside-toplevel
     from tf_twostage.data.prepare import prepare_data  # pylint: disable=import-outside-toplevel
-    from tf_twostage.prediction import load_export  # pylint: disable=import-outside-toplevel
+    from tf_twostage.serving.prediction import load_export  # pylint: disable=import-outside-toplevel
 
     check_split_name(split_name)
     if saved_model is None and workdir is None:

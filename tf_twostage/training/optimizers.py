@@ -1,0 +1,60 @@
+"""Optimizers by name and the learning-rate-on-plateau callback whose state survives a resume."""
+
+from __future__ import annotations
+
+import keras
+
+OPTIMIZER_NAMES = ("adagrad", "sgd", "adam")
+
+
+def make_optimizer(stage_config) -> keras.optimizers.Optimizer:
+    """The optimizer named by `stage_config.optimizer` at `stage_config.learning_rate`."""
+    name, lr = stage_config.optimizer, float(stage_config.learning_rate)
+    if not lr > 0:
+        raise ValueError(f"learning_rate must be > 0, got {lr}")
+    if name == "adagrad":
+        return keras.optimizers.Adagrad(learning_rate=lr)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=float(stage_config.momentum))
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}; got {name!r}")
+
+
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """`ReduceLROnPlateau` whose patience counter and best value survive a resume (`tf_twostage.training.resume`).
+
+    The learning rate itself is an optimizer variable, saved with the trainer's weights.
+    """
+
+    _STATE = ("wait", "best", "cooldown_counter")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._restored = None
+
+    def checkpoint_state(self):
+        return {name: float(getattr(self, name)) for name in self._STATE}, {}
+
+    def restore_state(self, scalars, arrays):
+        self._restored = dict(scalars)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)  # resets the counters: apply a restored state after it
+        if self._restored:
+            self.wait, self.best = int(self._restored["wait"]), float(self._restored["best"])
+            self.cooldown_counter = int(self._restored["cooldown_counter"])
+
+
+def plateau_callbacks(stage_config, log_dir: str) -> list:
+    """Halve the learning rate on a validation-accuracy plateau; log to TensorBoard."""
+    return [
+        ResumableReduceLROnPlateau(
+            monitor="val_accuracy",
+            mode="max",
+            factor=float(stage_config.lr_factor),
+            patience=int(stage_config.lr_patience),
+            min_lr=float(stage_config.min_lr),
+        ),
+        keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
+    ]
