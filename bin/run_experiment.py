@@ -1,46 +1,7 @@
 #!/usr/bin/env python3
-"""Runs a whole experiment from a config and prints its result table.
+"""Runs a whole experiment from a config and prints its result table. See tf_twostage/programs/run_experiment.py, or run with --help."""
 
-  python bin/run_experiment.py --config=configs/mnist5k.py --workdir=runs/mnist5k \
-      [--config.noise.rate=0.2 --config.seed=1 ...]
-
-Leaves config.json, results.json and TensorBoard logs in --workdir (PROTOCOL section 7). Running the
-same command again after a crash resumes the run; a workdir made with another config is refused
-unless --restart is given. Exit codes: 0 done, 2 bad input, 3 training diverged (NaN loss).
-"""
-
-import os
-import sys
-
-from absl import app, flags
-from ml_collections import config_flags
-
-from tf_twostage.programs.flags import parse_flags
-from tf_twostage.runs.experiment import run_experiment
-from tf_twostage.reporting.tables import format_results_table
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the run's artifacts.")
-_RESTART = flags.DEFINE_bool("restart", False, "Delete the workdir's run artifacts first and start over "
-                             "(needed to reuse a workdir with a different config).")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        results = run_experiment(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except FloatingPointError as error:  # a NaN loss: the last good checkpoint is kept
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    print(format_results_table([results]))
-    print(f"artifacts: {os.path.abspath(_WORKDIR.value)}")
-    return 0
-
+from tf_twostage.programs.run_experiment import run
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    run()

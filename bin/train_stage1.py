@@ -1,42 +1,7 @@
 #!/usr/bin/env python3
-"""Stage 1, step 1: pre-train on the noisy labels and record the predictions to rank them with.
+"""Stage 1, step 1: pre-train on the noisy labels and record the predictions to rank them with. See tf_twostage/programs/train_stage1.py, or run with --help."""
 
-  python bin/train_stage1.py --config=configs/mnist5k.py --workdir=runs/mnist5k
-
-Writes DIR/stage1/predictions.npz and DIR/stage1/classifier.weights.h5 (best validation epoch).
-A finished Stage 1 is not run again; an interrupted one resumes from its last epoch.
-"""
-
-import sys
-
-from absl import app, flags
-from ml_collections import config_flags
-
-from tf_twostage.programs.flags import parse_flags
-from tf_twostage.runs.experiment import ensure_stage1_trained, start_run
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the run's artifacts.")
-_RESTART = flags.DEFINE_bool("restart", False, "Delete the workdir's run artifacts first and start over.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        strategy, data, workdir = start_run(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
-        trained = ensure_stage1_trained(_CONFIG.value, data, strategy, workdir)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except FloatingPointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    done = "written to" if trained else "already finished in"
-    print(f"stage 1 predictions {done} {_WORKDIR.value}/stage1/")
-    return 0
-
+from tf_twostage.programs.train_stage1 import run
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    run()

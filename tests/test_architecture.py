@@ -6,6 +6,7 @@ with `ast`, nothing is imported) and fails on an import that points up or sidewa
 
 import ast
 import os
+import re
 
 import pytest
 
@@ -104,3 +105,30 @@ def test_the_layers_in_the_test_match_docs_architecture():
     for folders in LAYERS:
         for folder in folders:
             assert f"`{folder}/`" in text, f"docs/architecture.md does not describe {folder}/"
+
+
+def _source_files():
+    for top in ("tf_twostage", "bin", "configs", "benchmarks", "tests"):
+        for dirpath, _, names in os.walk(os.path.join(ROOT, top)):
+            for name in names:
+                if name.endswith(".py"):
+                    yield os.path.join(dirpath, name)
+    yield os.path.join(ROOT, "setup.cfg")
+    yield os.path.join(ROOT, "README.md")
+
+
+def test_what_the_code_cites_is_in_the_repository():
+    outside = re.compile(r"TRAPS\.md|PROTOCOL\.md|PROTOCOL section|\.\./shared|shared/docs")
+    cited = re.compile(r"\bdocs/([\w-]+\.md)")
+    problems = []
+    for path in _source_files():
+        if path == os.path.abspath(__file__):
+            continue
+        with open(path, encoding="utf-8") as file:
+            for number, line in enumerate(file, 1):
+                if outside.search(line):
+                    problems.append(f"{os.path.relpath(path, ROOT)}:{number} cites a document outside the repository")
+                for name in cited.findall(line):
+                    if not os.path.exists(os.path.join(ROOT, "docs", name)):
+                        problems.append(f"{os.path.relpath(path, ROOT)}:{number} cites docs/{name}, which is missing")
+    assert problems == []

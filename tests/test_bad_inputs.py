@@ -510,8 +510,6 @@ _PROGRAMS = {  # id -> (program, arguments, data on disk, message fragments)
     "train-stage1-on-csv-path-outside-root": ("train_stage1.py", [], _csv_path_outside,
                                               ["'../outside.png'", "must stay inside the data directory"]),
 }
-_NEEDS_BIN_CHANGE = ()
-
 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
@@ -536,12 +534,7 @@ def programs(tmp_path_factory):
     return finished
 
 
-@pytest.mark.parametrize("case_id", [
-    pytest.param(case_id, marks=pytest.mark.xfail(
-        strict=True, reason="needs bin/*.py to call config_checks.check_override_keys before absl parses "
-                            "the flags (see the issue-8 report)")) if case_id in _NEEDS_BIN_CHANGE else case_id
-    for case_id in _PROGRAMS
-])
+@pytest.mark.parametrize("case_id", list(_PROGRAMS))
 def test_program_refuses_bad_input_with_exit_code_2_and_one_error_line(case_id, programs):
     returncode, stdout, stderr, workdir = programs[case_id]
     assert returncode == 2, stderr[-3000:]

@@ -3,41 +3,45 @@
 The pieces a notebook needs are importable from the top level:
 
     from tf_twostage import load_mnist5k, transition_matrix, add_label_noise, supervised_dataset
+
+They are loaded on first use (PEP 562), so `import tf_twostage` itself does not import TensorFlow: the
+programs set TensorFlow's logging before it loads, and the numpy-only functions stay light.
 """
 
-from tf_twostage.data.augment import build_augmenter
-from tf_twostage.data.datasets import load_dataset, load_mnist5k
-from tf_twostage.data.noise import add_label_noise, corrupt_labels, transition_matrix
-from tf_twostage.data.pipelines import (
-    class_balanced_positions,
-    evaluation_dataset,
-    semi_supervised_stream,
-    stratified_holdout,
-    supervised_dataset,
-)
-from tf_twostage.data.prepare import prepare_data
-from tf_twostage.data.preprocess import Preprocessor, fit_preprocessor
-from tf_twostage.data.source import DatasetSplits, ImageSplit
-from tf_twostage.models import build_classifier
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DatasetSplits",
-    "ImageSplit",
-    "Preprocessor",
-    "add_label_noise",
-    "build_augmenter",
-    "build_classifier",
-    "class_balanced_positions",
-    "corrupt_labels",
-    "evaluation_dataset",
-    "fit_preprocessor",
-    "load_dataset",
-    "load_mnist5k",
-    "prepare_data",
-    "semi_supervised_stream",
-    "stratified_holdout",
-    "supervised_dataset",
-    "transition_matrix",
-]
+_EXPORTS = {
+    "build_augmenter": "tf_twostage.data.augment",
+    "load_dataset": "tf_twostage.data.datasets",
+    "load_mnist5k": "tf_twostage.data.datasets",
+    "add_label_noise": "tf_twostage.data.noise",
+    "corrupt_labels": "tf_twostage.data.noise",
+    "transition_matrix": "tf_twostage.data.noise",
+    "class_balanced_positions": "tf_twostage.data.pipelines",
+    "evaluation_dataset": "tf_twostage.data.pipelines",
+    "semi_supervised_stream": "tf_twostage.data.pipelines",
+    "stratified_holdout": "tf_twostage.data.pipelines",
+    "supervised_dataset": "tf_twostage.data.pipelines",
+    "prepare_data": "tf_twostage.data.prepare",
+    "Preprocessor": "tf_twostage.data.preprocess",
+    "fit_preprocessor": "tf_twostage.data.preprocess",
+    "DatasetSplits": "tf_twostage.data.source",
+    "ImageSplit": "tf_twostage.data.source",
+    "build_classifier": "tf_twostage.models",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tf_twostage' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -16,7 +16,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.seed = 0
     config.method = "ce"  # see tf_twostage.runs.experiment.METHODS
     config.batch_size = 128  # global batch size (split across replicas under a strategy)
-    config.verbose = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
+    config.verbose = 1  # 0 silent; 1 a progress bar on a terminal, one line per epoch in a log; 2 one line per epoch
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "mnist5k"
@@ -60,7 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.lr_factor = 0.5
     config.stage1.min_lr = 1e-7
     config.stage1.balance_classes = False
-    # Selection (PROTOCOL section 3).
+    # Selection (docs/protocol.md section 3).
     config.stage1.ranking = "best"  # best (best-val weights) | average (last k epochs) | kfold
     config.stage1.average_last = 5  # ranking=average: epochs averaged
     config.stage1.kfold = 5  # ranking=kfold: folds of out-of-sample predictions
@@ -74,7 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.clean_threshold = 0.5  # clean-set rule: one-vs-rest score needed to keep a label
     config.stage1.clean_epochs = 20  # clean-set rule: epochs of the one-vs-rest heads
 
-    # Semi-supervised stage (PROTOCOL section 4; defaults from the temporal-ensembling code).
+    # Semi-supervised stage (docs/protocol.md section 4; defaults from the temporal-ensembling code).
     config.stage2 = ml_collections.ConfigDict()
     config.stage2.algorithm = "pi"  # pi | temporal_ensembling
     config.stage2.epochs = 300  # an epoch = one pass over the unlabeled half (all training images)
@@ -95,7 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage2.finetune_epochs = 0  # > 0: fine-tune on the clean subset afterwards (Table 4, 7 -> 8)
     config.stage2.finetune_learning_rate = 1e-5
 
-    config.baselines = ml_collections.ConfigDict()  # the comparison rows (PROTOCOL section 5)
+    config.baselines = ml_collections.ConfigDict()  # the comparison rows (docs/protocol.md section 5)
     config.baselines.transition = "estimated"  # forward/backward: estimated (from a CE model) | true
     config.baselines.filter_percentile = 97.0  # anchor-point estimator's outlier filter
     config.baselines.beta_soft = 0.95

@@ -49,7 +49,7 @@ def load_tfds(name: str, data_dir: str = "", download: bool = False) -> DatasetS
     """MNIST or CIFAR-10 from tensorflow-datasets, decoded into memory (both fit easily).
 
     With `download=False` a dataset that is not prepared in `data_dir` fails at once with a clear
-    message instead of tfds retrying the network for minutes (TRAPS.md).
+    message instead of tfds retrying the network for minutes (docs/traps.md).
     """
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 

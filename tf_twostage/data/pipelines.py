@@ -4,7 +4,7 @@ Stage-2 stream of half-labeled / half-unlabeled batches.
 All streams are built from `tf.data` operations over example *positions* in an `ImageSplit`; the
 images are gathered (in memory) or decoded (on disk) inside the pipeline, never by Python generators.
 Masks travel as float32 and ids as int64: a bool field breaks `fit` under any distribution strategy
-(TRAPS.md). Every stream is deterministic given its seed, in any thread schedule: augmentation draws
+(docs/traps.md). Every stream is deterministic given its seed, in any thread schedule: augmentation draws
 from a per-batch stateless seed (`batch_seeds`), so a resumed run can replay the batches exactly.
 """
 

@@ -1,7 +1,7 @@
 """Pixel pre-processing shared by the training pipelines and the exported model.
 
 Images travel as uint8 until the batch is formed; then they are scaled to [0, 1], optionally augmented,
-and the per-pixel mean of the training set is subtracted (PROTOCOL section 2). The same `Preprocessor`
+and the per-pixel mean of the training set is subtracted (docs/protocol.md section 2). The same `Preprocessor`
 (its mean image is plain data) is what the SavedModel export applies to raw uint8 images.
 """
 

@@ -3,7 +3,7 @@
 Both return plain `keras.Model`s mapping pre-processed images to softmax probabilities (a final float32
 `Softmax` layer named "probabilities"), like `build_mlp`. Every BatchNormalization layer is built with
 `synchronized=True`, so its moving statistics stay identical across replicas under MirroredStrategy
-(TRAPS.md); without a strategy it behaves like a plain BatchNormalization.
+(docs/traps.md); without a strategy it behaves like a plain BatchNormalization.
 
 Inputs are what our data pipeline produces: pixels scaled to [0, 1], minus the per-pixel training mean when
 `data.subtract_mean` is set. Keras' own `keras.applications.resnet50.preprocess_input` (BGR, ImageNet

@@ -1,6 +1,6 @@
 """The one place that wires a config into a run: strategy, data, model, method, artifacts.
 
-`run_experiment(config, workdir)` leaves in `workdir` (PROTOCOL section 7):
+`run_experiment(config, workdir)` leaves in `workdir` (docs/protocol.md section 7):
   config.json   the resolved config
   results.json  method, dataset, seed, noise {type, rate, realized_rate, ...}, test_accuracy,
                 stage1, wall_seconds, ...

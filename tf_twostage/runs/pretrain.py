@@ -13,6 +13,7 @@ import os
 
 import keras
 
+from tf_twostage.training.progress import fit_verbosity
 from tf_twostage.training.trainer import CrossEntropyTrainer
 from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import supervised_dataset
@@ -68,7 +69,7 @@ def train_cross_entropy(
         directory=checkpoint_dir(workdir, stage_name),
         validation_data=validation if num_validation else None,
         callbacks=callbacks + list(extra_callbacks),
-        verbose=int(config.verbose),
+        verbose=fit_verbosity(config.verbose),
     )
 
 

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from tf_twostage.utils import io_utils
+from tf_twostage.training.progress import fit_verbosity
 from tf_twostage.training import schedules
 from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import semi_supervised_stream, supervised_dataset
@@ -113,7 +114,7 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
         callbacks.append(EnsembleUpdate())
     history = resume_fit(trainer, stream, epochs=epochs, steps_per_epoch=steps_per_epoch,
                          directory=checkpoint_dir(workdir, "stage2"), validation_data=validation,
-                         callbacks=callbacks, verbose=int(config.verbose))
+                         callbacks=callbacks, verbose=fit_verbosity(config.verbose))
     histories = {"stage2": io_utils.history_json(history)}
     if int(stage2.finetune_epochs) > 0:
         histories["finetune"] = finetune_on_clean(config, data, classifier, strategy, workdir)
@@ -135,7 +136,7 @@ def finetune_on_clean(config, data: PreparedData, classifier: keras.Model, strat
         steps_per_epoch=math.ceil(len(data.clean) / batch_size), epochs=int(config.stage2.finetune_epochs),
         directory=checkpoint_dir(workdir, "finetune"),
         callbacks=[keras.callbacks.TensorBoard(os.path.join(workdir, "logs", "finetune"), write_graph=False)],
-        verbose=int(config.verbose),
+        verbose=fit_verbosity(config.verbose),
     )
     return io_utils.history_json(history)
 

@@ -1,4 +1,4 @@
-"""SavedModel export for TF Serving, with the pre-processing inside (PROTOCOL section 7).
+"""SavedModel export for TF Serving, with the pre-processing inside (docs/protocol.md section 7).
 
 `export_classifier` writes `export_base/<model_name>/<version>/`, the layout TF Serving watches, with:
 

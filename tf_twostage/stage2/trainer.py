@@ -13,7 +13,7 @@ pass; temporal ensembling: the per-example ensemble).
 
 Distribution: Keras runs `train_step` once per replica and SUM-reduces the gradients, so each replica
 differentiates its share of the *global* loss: sums over its examples divided by global counts
-(labeled examples and batch size summed over replicas), never a per-replica mean (TRAPS.md).
+(labeled examples and batch size summed over replicas), never a per-replica mean (docs/traps.md).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The trainer is scaffolding: `call` delegates to the classifier, and the classifier (not the trainer) is
 what gets saved, exported and reused. The base also carries what `fit` needs to run under
-`MultiWorkerMirroredStrategy` on this Keras version (TRAPS.md, keras-team/keras#20585):
+`MultiWorkerMirroredStrategy` on this Keras version (docs/traps.md, keras-team/keras#20585):
 
 * `_maybe_symbolic_build` (private Keras API, pinned by the tests) only builds the optimizer when the
   classifier is already built, instead of pulling a batch outside `strategy.run`;

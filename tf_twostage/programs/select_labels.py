@@ -1,0 +1,34 @@
+"""Stage 1, step 2: keep the labels that are very likely correct (after bin/train_stage1.py).
+
+  python bin/select_labels.py --config=configs/mnist5k.py --workdir=runs/mnist5k
+
+Writes DIR/stage1/selection.npz, selection_stats.json, refined_validation.npz and dropped_labels.csv
+(the dropped labels with the model's suggested class, most confident first, for a person to review).
+"""
+
+
+import json
+
+from absl import flags
+from ml_collections import config_flags
+
+from tf_twostage.programs import cli
+from tf_twostage.runs.experiment import select_and_record, start_run
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run (the one bin/train_stage1.py used).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    cli.check_no_arguments(argv)
+    _, data, workdir = start_run(_CONFIG.value, _WORKDIR.value)
+    stats = select_and_record(_CONFIG.value, data, workdir)
+    summary = {key: value for key, value in stats.items() if key != "per_class"}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run():
+    """Entry point of `bin/select_labels.py` and the console script."""
+    cli.run_program(main)
