@@ -10,7 +10,7 @@ def get_config():
     config.stage2.algorithm = "temporal_ensembling"
     # Keep at least half of each class's labels (the floor tops up from the class's ranking by the corrected
     # posterior below). Two-stage TE, seeds 0-2, floor 50% vs 5%: asymmetric 0.6 94.4 vs 86.0, symmetric
-    # 0.2 94.7 vs 93.6, asymmetric 0.2 95.5 vs 95.9, no noise 95.9 vs 95.9 (benchmarks/accuracy.json).
+    # 0.2 94.7 vs 93.6, asymmetric 0.2 95.5 vs 95.9, no noise 95.9 vs 95.9 (benchmarks/results/accuracy.json).
     config.stage1.floor_fraction = 0.5
     # Class-balanced pre-training: the flipped-from classes (2, 3, 5, 7) keep only 40% of their labels, and
     # balancing lets their true images win the vote again (Stage 1 at p=0.6, seeds 0-2: 0.64% of the set

@@ -16,6 +16,22 @@ tf.config.set_logical_device_configuration(
 
 from tf_twostage.data.source import ImageSplit  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def smoke_config(**overrides):
+    """configs/smoke.py with `section.key=value` overrides (the whole chain in seconds)."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
+    spec = importlib.util.spec_from_file_location("smoke", os.path.join(ROOT, "configs", "smoke.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    for key, value in overrides.items():
+        section, _, leaf = key.rpartition(".")
+        (config[section] if section else config)[leaf] = value
+    return config
+
 
 def make_split(num_examples=40, num_classes=4, shape=(6, 6, 1), seed=0, index_offset=0) -> ImageSplit:
     """A tiny in-memory split whose pixel (0, 0) encodes the example's position (for checks)."""

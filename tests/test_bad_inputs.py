@@ -35,7 +35,7 @@ from tf_twostage.training.distribution import check_global_batch_size
 from tf_twostage.runs.experiment import run_experiment
 from tf_twostage.runs.stage1 import weights_path
 from tf_twostage.stage1.selection import check_every_class_kept, select_confident_labels
-from tests.test_experiment import ROOT, _smoke_config
+from tests.conftest import ROOT, smoke_config as _smoke_config
 
 SIZE = 8  # side of every test image
 

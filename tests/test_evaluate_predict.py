@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tests.test_experiment import _smoke_config
+from tests.conftest import smoke_config as _smoke_config
 from tf_twostage.data.prepare import prepare_data
 from tf_twostage.data.source import UNKNOWN_LABEL
 from tf_twostage.serving.evaluation import (

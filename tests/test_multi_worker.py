@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 
-from tests.test_experiment import ROOT
+from tests.conftest import ROOT
 
 TIMEOUT_SECONDS = 600
 

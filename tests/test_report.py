@@ -22,7 +22,7 @@ from tf_twostage.reporting.tables import (
     summarize_selection,
 )
 from tf_twostage.reporting.run_report import find_run_dirs, load_run, write_report
-from tests.test_experiment import _smoke_config
+from tests.conftest import smoke_config as _smoke_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLOT_KINDS = ("transition_matrix", "kept_per_class", "kept_dropped_images", "learning_curves")

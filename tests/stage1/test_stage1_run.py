@@ -18,7 +18,7 @@ from tf_twostage.stage1.callback import PredictionRecorder
 from tf_twostage.runs.stage1 import load_selection, select_labels, train_stage1
 from tf_twostage.stage1.selection import corrected_posteriors, select_confident_labels
 from tests.conftest import make_split
-from tests.test_experiment import ROOT, _smoke_config
+from tests.conftest import ROOT, smoke_config as _smoke_config
 
 
 def test_recorder_keeps_the_best_validation_epoch_and_predicts_with_its_weights():

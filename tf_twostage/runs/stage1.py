@@ -64,7 +64,7 @@ def effective_rule(config, data: PreparedData) -> str:
 
 
 def pretrain_with_recorder(config, data: PreparedData, strategy, workdir: str, stage_name: str = "stage1"):
-    """Builds a classifier under `strategy`, fits it on the noisy labels, returns (classifier, recorder)."""
+    """Builds a classifier under `strategy`, fits it on the noisy labels; returns (classifier, recorder, Keras history)."""
     with strategy.scope():
         classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
     recorder = PredictionRecorder(
