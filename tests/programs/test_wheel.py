@@ -28,8 +28,13 @@ def _run(command, **kwargs):
 
 def test_wheel_installs_programs_and_presets_that_run_outside_the_repository(tmp_path):
     source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "runs", "*.egg-info", "__pycache__", ".pytest_cache", "results"))
+    skipped_anywhere = shutil.ignore_patterns("*.egg-info", "__pycache__", ".pytest_cache")
+
+    def skipped(folder, names):
+        top = {".git", ".venv", "build", "runs"} if os.path.samefile(folder, ROOT) else set()
+        return set(skipped_anywhere(folder, names)) | (top & set(names))
+
+    shutil.copytree(ROOT, source, ignore=skipped)
     wheels = tmp_path / "wheels"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
           str(source)], cwd=tmp_path)

@@ -121,11 +121,14 @@ def parse_flags(argv):
 
 def run_program(main: Callable[[list], Optional[int]]) -> None:
     """`app.run(main)` with the shared flag parsing, quiet output and error path."""
-    app.run(lambda argv: _guarded(main, argv), flags_parser=parse_flags)
+    def guarded_main(argv):
+        _set_verbosity(_VERBOSE.value)
+        return _guarded(main, argv)
+
+    app.run(guarded_main, flags_parser=parse_flags)
 
 
 def _guarded(main, argv) -> int:
-    _set_verbosity(flags.FLAGS.is_parsed() and _VERBOSE.value)
     try:
         return main(argv) or 0
     except FloatingPointError as error:
