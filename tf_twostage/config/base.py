@@ -103,7 +103,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     config.train = ml_collections.ConfigDict()  # how every stage computes (tf_twostage.training.precision)
     config.train.dtype_policy = "float32"  # float32 | mixed_float16 (loss-scaled) | mixed_bfloat16
-    config.train.jit_compile = False  # XLA-compile the train / test steps (slower on CPU: docs/traps.md)
+    config.train.jit_compile = False  # XLA-compile the train / test steps (it was slower on a 2-core CPU)
     # Prediction, feature extraction and evaluation batches; 0 = twice the training batch size.
     config.train.eval_batch_size = 0
 

@@ -16,7 +16,7 @@ callback sets it, so it is right in any `fit`, after a resume too.
 
 Distribution: each replica differentiates its share of the *global* loss: sums over its examples
 divided by global counts (labeled examples and batch size summed over replicas), never a per-replica
-mean (docs/traps.md).
+mean.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
   gradients underflow to zero in float16 (tests/training/test_precision.py shows it). bfloat16 has
   float32's exponent range and needs no scaling.
 * `train.jit_compile`: `compile`'s `jit_compile` (a bool; False by default: XLA was slower on the
-  CPUs measured, docs/traps.md, and a fixed value keeps a run the same on every machine).
+  2-core CPU measured (ResNet-14), and a fixed value keeps a run the same on every machine).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ and logs. A subclass only says what its loss is (`compute_step_loss`).
 
 Distribution: Keras runs `train_step` once per replica and SUM-reduces the gradients, so each replica
 differentiates its share of the *global* loss: sums over its examples divided by global counts
-(`global_sum`), never a per-replica mean (docs/traps.md). The logs are MEAN-reduced over replicas, so
+(`global_sum`), never a per-replica mean. The logs are MEAN-reduced over replicas, so
 the base multiplies each replica's share by the number of replicas.
 
 `CrossEntropyTrainer` is the supervised member (Stage-1 pre-training and the `ce` baseline).
