@@ -40,7 +40,8 @@ class ClassifierTrainer(keras.Model):
     def __init__(self, classifier: keras.Model, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
-        # Optimizer steps this trainer took: the state of its schedules. A weight, so checkpoints carry it.
+        # Training steps taken (also those a float16 loss scale skips): the state of the trainer's schedules.
+        # A weight, so checkpoints carry it.
         self.train_steps = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
                                            name="train_steps", aggregation="only_first_replica")
         # The step's logs, epoch means: one tracker for all (see StepMeans).
@@ -129,7 +130,7 @@ class ClassifierTrainer(keras.Model):
             results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
         return results
 
-    # Private Keras API, kept here only (tests/test_trainer_base.py fails if Keras stops calling it;
+    # Private Keras API, kept here only (tests/training/test_trainer.py fails if Keras stops calling it;
     # setup.cfg bounds the Keras version): under `MultiWorkerMirroredStrategy`, `fit` fails in this hook
     # (keras-team/keras#20585: it pulls a batch outside `strategy.run` and MEAN-reduces PerReplica
     # values). The classifier is built already, so only the optimizer needs building; nothing public
