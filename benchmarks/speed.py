@@ -56,10 +56,11 @@ Reported, per model:
     pipeline_over_tensors        the largest of the three above   target <= 1.1
     {pi_stopgrad,pi,temporal_ensembling}_over_ce_adam   the same over ce_adam (diagnostic, no target)
 
-On CPU the rows run with jit_compile=False in float32. When a GPU is visible, each model gets GPU rows too
-(the same variants on /GPU:0 under the mixed_float16 policy with jit_compile=True, compiled with
-auto_scale_loss=False because the library's train_steps do not scale the loss); that path is untested
-here (no GPU on the machine the results were made on). Writes --output atomically and prints a table;
+On CPU the rows run under the config's `train.dtype_policy` and `train.jit_compile` (float32, no XLA by
+default; `--config.train.dtype_policy=mixed_bfloat16` measures mixed precision). When a GPU is visible,
+each model gets GPU rows too: the same variants on /GPU:0 under mixed_float16 (loss-scaled by the
+trainers' base step, as in a run) with jit_compile=True; that path is untested here (no GPU on the
+machine the results were made on). Writes --output atomically and prints a table;
 the models that --models leaves out keep their entries of an existing --output (--nomerge: dropped),
 each model with the `date` and `command` that measured it.
 Never part of the test suite.
@@ -84,13 +85,13 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from tf_twostage.utils import io_utils  # noqa: E402
-from tf_twostage.training import schedules  # noqa: E402
 from tf_twostage.training.trainer import CrossEntropyTrainer  # noqa: E402
 from tf_twostage.data.augment import build_augmenter  # noqa: E402
 from tf_twostage.data.pipelines import semi_supervised_stream, supervised_dataset  # noqa: E402
 from tf_twostage.data.prepare import prepare_data  # noqa: E402
 from tf_twostage.runs.pretrain import build_stage_augmenter
-from tf_twostage.training.optimizers import make_optimizer  # noqa: E402
+from tf_twostage.training.optimizers import RampedAdam, make_optimizer  # noqa: E402
+from tf_twostage.training.precision import compile_options, dtype_policy  # noqa: E402
 from tf_twostage.stage2.pi_model import PiModel  # noqa: E402
 from tf_twostage.runs.stage2 import build_semi_supervised_classifier, consistency_schedule  # noqa: E402
 from tf_twostage.stage2.temporal_ensembling import EnsembleUpdate, TemporalEnsembling  # noqa: E402
@@ -164,24 +165,19 @@ def tensor_dataset(stream: tf.data.Dataset, num_batches: int, batch_size: int) -
 
 
 def stage2_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Stage 2's optimizer, as `stage2.run.train_stage2` builds it."""
+    """Stage 2's optimizer, as `runs.stage2.train_stage2` builds it."""
     stage2 = config.stage2
-    optimizer = keras.optimizers.Adam(
-        schedules.RampedLearningRate(stage2.learning_rate, steps_per_epoch, int(stage2.epochs),
-                                     stage2.rampup_epochs, stage2.rampdown_epochs),
-        beta_1=0.9,
-    )
-    optimizer.beta_1 = keras.Variable(0.9, trainable=False, name="adam_beta_1")
-    return optimizer
+    return RampedAdam(stage2.learning_rate, steps_per_epoch, int(stage2.epochs), stage2.rampup_epochs,
+                      stage2.rampdown_epochs)
 
 
-def build_variants(config, data, batch_size: int, num_tensor_batches: int, jit_compile: bool,
-                   mixed_precision: bool) -> dict:
-    """{variant: (trainer, dataset, callbacks)}; the *_pipeline variants share their trainer."""
+def build_variants(config, data, batch_size: int, num_tensor_batches: int) -> dict:
+    """{variant: (trainer, dataset, callbacks)}; the *_pipeline variants share their trainer.
+
+    Build under the config's dtype policy: `compile` then wraps the optimizer in a loss-scale optimizer
+    for mixed_float16, as in a run."""
     seed = int(config.seed)
-    compile_kwargs = {"jit_compile": jit_compile}
-    if mixed_precision:
-        compile_kwargs["auto_scale_loss"] = False  # the train_steps do not call optimizer.scale_loss
+    compile_kwargs = compile_options(config.train)
     rng = np.random.RandomState(seed)
     labeled_positions = np.sort(rng.permutation(len(data.train))[: len(data.train) // 2])  # ~ Stage 1's half
     steps_per_epoch = math.ceil(len(data.train) / (batch_size // 2))
@@ -199,9 +195,10 @@ def build_variants(config, data, batch_size: int, num_tensor_batches: int, jit_c
     def stage2_trainer(trainer):
         trainer.compile(stage2_optimizer(config, steps_per_epoch),
                         consistency_weight=consistency_schedule(config, len(labeled_positions),
-                                                                len(data.train)),
+                                                                len(data.train), steps_per_epoch),
                         **compile_kwargs)
-        trainer.set_epoch(max(1, int(config.stage2.rampup_epochs)))  # the full consistency weight
+        # Start where the consistency weight is full (the step counter is the weight's state).
+        trainer.train_steps.assign(max(1, int(config.stage2.rampup_epochs)) * steps_per_epoch)
         return trainer
 
     ce = CrossEntropyTrainer(classifier())
@@ -293,23 +290,26 @@ def summarize(seconds: dict, cpu_seconds: dict, batch_size: int) -> dict:
     }
 
 
-def run_model(config, data, name: str, device: str, mixed_precision: bool, jit_compile: bool) -> dict:
+def run_model(config, data, name: str, device: str) -> dict:
+    """The variants of model `name` on `device` under `config.train` (dtype policy, XLA)."""
     steps = _STEPS.value or AUTO_STEPS[name]
     config = model_config(config, name)
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
-    try:
-        with tf.device(device):
-            variants = build_variants(config, data, _BATCH_SIZE.value, _TENSOR_BATCHES.value, jit_compile,
-                                      mixed_precision)
-            seconds, cpu_seconds = measure(variants, _WARMUP.value, steps, _REPEATS.value, f"{name} {device}")
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
+    with dtype_policy(config.train.dtype_policy), tf.device(device):
+        variants = build_variants(config, data, _BATCH_SIZE.value, _TENSOR_BATCHES.value)
+        seconds, cpu_seconds = measure(variants, _WARMUP.value, steps, _REPEATS.value, f"{name} {device}")
     result = summarize(seconds, cpu_seconds, _BATCH_SIZE.value)
     result.update({"device": device, "steps": steps, "warmup": _WARMUP.value, "repeats": _REPEATS.value,
-                   "batch_size": _BATCH_SIZE.value, "jit_compile": jit_compile,
-                   "dtype_policy": "mixed_float16" if mixed_precision else "float32"})
+                   "batch_size": _BATCH_SIZE.value, "jit_compile": bool(config.train.jit_compile),
+                   "dtype_policy": config.train.dtype_policy})
     return result
+
+
+def gpu_config(config) -> ml_collections.ConfigDict:
+    """`config` with the GPU rows' settings: mixed_float16 (loss-scaled) and XLA."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.train.dtype_policy = "mixed_float16"
+    config.train.jit_compile = True
+    return config
 
 
 def machine_info(gpus) -> dict:
@@ -382,11 +382,10 @@ def main(argv):
               "image_shape": list(data.image_shape), "batch_size": _BATCH_SIZE.value}
     rows = {}
     for name in _MODELS.value:
-        rows[name] = run_model(config, data, name, "/CPU:0", mixed_precision=False, jit_compile=False)
+        rows[name] = run_model(config, data, name, "/CPU:0")
         report[name] = dict(rows[name], date=report["date"], command=report["command"])
         if gpus:  # untested: no GPU where this was written
-            rows[f"{name} gpu"] = run_model(config, data, name, "/GPU:0", mixed_precision=True,
-                                            jit_compile=True)
+            rows[f"{name} gpu"] = run_model(gpu_config(config), data, name, "/GPU:0")
             report[name]["gpu"] = rows[f"{name} gpu"]
     if _MERGE.value and os.path.exists(_OUTPUT.value):
         report = keep_other_models(io_utils.read_json(_OUTPUT.value), report)

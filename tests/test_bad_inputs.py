@@ -284,6 +284,7 @@ CASES = [
     _config_case("distribution.strategy", "tpu", "got 'tpu'", "one of auto, none, mirrored, multi_worker"),
     _config_case("data.on_bad_file", "ignore", "got 'ignore'", "one of error, skip"),
     _config_case("verbose", 3, "got 3", "one of 0, 1, 2"),
+    _config_case("train.dtype_policy", "float16", "got 'float16'", "one of float32, mixed_float16, mixed_bfloat16"),
     # Values out of range.
     _config_case("noise.rate", 1.5, "got 1.5", "in [0, 1]"),
     _config_case("noise.rate", -0.2, "got -0.2", "in [0, 1]"),
@@ -291,6 +292,7 @@ CASES = [
     _config_case("noise.mapping", "2=>7", "'2=>7'", "look like '2->7,3->8'"),
     _config_case("seed", -1, "got -1", "integer >= 0"),
     _config_case("batch_size", 0, "got 0", "integer >= 1"),
+    _config_case("train.eval_batch_size", -4, "got -4", "integer >= 0"),
     _config_case("data.val_fraction", 1.0, "got 1.0", "in [0, 0.99]"),
     _config_case("data.image_size", (0, 224), "got (0, 224)", "two integers >= 1 (height, width)"),
     _config_case("data.channels", 2, "got 2", "one of 1, 3"),

@@ -66,6 +66,9 @@ def test_command_line_overrides_known_keys_and_refuses_unknown_ones():
         ("stage2.algorithm", "mixmatch", r"stage2.algorithm must be one of pi, temporal_ensembling"),
         ("data.val_fraction", -0.1, r"data.val_fraction must be in"),
         ("seed", -1, r"seed must be an integer >= 0"),
+        ("train.dtype_policy", "float16",
+         r"train.dtype_policy must be one of float32, mixed_float16, mixed_bfloat16; got 'float16'"),
+        ("train.eval_batch_size", -1, r"train.eval_batch_size must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(key, value, message):
@@ -74,3 +77,22 @@ def test_bad_values_name_the_key_the_value_and_what_is_allowed(key, value, messa
     (config[section] if section else config)[leaf] = value
     with pytest.raises(ValueError, match=message):
         validate_config(config, methods=("ce",))
+
+
+def test_the_evaluation_batch_size_is_derived_from_the_training_batch_size_unless_set():
+    from tf_twostage.config.base import eval_batch_size
+
+    config = base_config()
+    config.batch_size = 48
+    assert eval_batch_size(config) == 96
+    config.train.eval_batch_size = 20
+    assert eval_batch_size(config) == 20
+
+
+def test_jit_compile_must_be_a_bool():
+    from tf_twostage.training.precision import compile_options
+
+    config = base_config()
+    assert compile_options(config.train) == {"jit_compile": False}
+    with pytest.raises(TypeError):  # the locked ConfigDict keeps the key's type
+        config.train.jit_compile = "yes"

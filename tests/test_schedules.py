@@ -54,3 +54,11 @@ def test_ramped_learning_rate_reads_the_step_and_round_trips_its_config():
     assert _value(schedule(10 * 300)) == pytest.approx(0.003 * math.exp(-12.5), rel=1e-4)
     again = schedules.RampedLearningRate(**schedule.get_config())
     assert _value(again(777)) == pytest.approx(_value(schedule(777)))
+
+
+def test_per_epoch_evaluates_a_schedule_at_the_whole_epoch_of_the_step():
+    per_epoch = schedules.PerEpoch(lambda epoch: 10.0 * epoch, steps_per_epoch=4)
+    assert [_value(per_epoch(step)) for step in (0, 3, 4, 7, 8, 13)] == [0.0, 0.0, 10.0, 10.0, 20.0, 30.0]
+    assert _value(schedules.PerEpoch(2.5, steps_per_epoch=4)(100)) == 2.5
+    with pytest.raises(ValueError, match="steps_per_epoch must be >= 1, got 0"):
+        schedules.PerEpoch(1.0, steps_per_epoch=0)

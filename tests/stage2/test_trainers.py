@@ -14,10 +14,11 @@ from tf_twostage.data.preprocess import Preprocessor
 from tf_twostage.models import build_mlp
 from tf_twostage.stage2.pi_model import PiModel
 from tf_twostage.stage2.temporal_ensembling import EnsembleUpdate, TemporalEnsembling
-from tf_twostage.stage2.trainer import EpochTracker
+from tf_twostage.training.schedules import PerEpoch, consistency_weight
 from tests.conftest import make_split
 
 SHAPE, CLASSES = (6, 6, 1), 4
+STEPS_PER_EPOCH = 4  # _fixed_batches
 
 
 def _classifier(noise=0.0, dropout=0.0):
@@ -54,8 +55,9 @@ def _train(algorithm, strategy, epochs=2, weights=None):
         if weights is not None:
             classifier.set_weights(weights)
         trainer = _make(algorithm, classifier)
-        trainer.compile(keras.optimizers.SGD(0.5), consistency_weight=lambda epoch: 3.0 * (epoch + 1.0))
-    callbacks = [EpochTracker()] + ([EnsembleUpdate()] if algorithm == "temporal_ensembling" else [])
+        trainer.compile(keras.optimizers.SGD(0.5),
+                        consistency_weight=PerEpoch(lambda epoch: 3.0 * (epoch + 1.0), STEPS_PER_EPOCH))
+    callbacks = [EnsembleUpdate()] if algorithm == "temporal_ensembling" else []
     history = trainer.fit(_fixed_batches(views=1 if algorithm == "temporal_ensembling" else 2), epochs=epochs,
                           verbose=0, callbacks=callbacks)
     return trainer, history.history
@@ -96,25 +98,42 @@ def test_temporal_ensemble_accumulates_predictions_with_bias_correction():
 
 def test_consistency_weight_is_zero_in_the_first_epoch_and_logged():
     trainer = PiModel(_classifier(noise=0.2, dropout=0.3))
-    from tf_twostage.training.schedules import consistency_weight
-
-    trainer.compile(keras.optimizers.Adam(1e-3), consistency_weight=lambda e: consistency_weight(e, 10.0, 2))
-    history = trainer.fit(_fixed_batches(), epochs=3, verbose=0, callbacks=[EpochTracker()]).history
+    trainer.compile(keras.optimizers.Adam(1e-3),
+                    consistency_weight=PerEpoch(lambda e: consistency_weight(e, 10.0, 2), STEPS_PER_EPOCH))
+    history = trainer.fit(_fixed_batches(), epochs=3, verbose=0).history  # no callback drives the weight
     assert history["monitor/consistency_weight"][0] == 0.0
     assert history["monitor/consistency_weight"][2] == pytest.approx(10.0)
     assert history["loss/consistency"][0] > 0  # two noisy passes disagree
 
 
-def test_set_epoch_sets_the_weight_of_the_following_steps_and_checkpoints_carry_it():
+def test_consistency_weight_follows_the_step_counter_across_fits_and_checkpoints(tmp_path):
+    """The weight is a function of `train_steps`, a trainer weight: a second `fit` (as after a resume)
+    and a trainer restored from saved weights continue the schedule instead of keeping an old value."""
     trainer = PiModel(_classifier())
-    trainer.compile(keras.optimizers.SGD(0.1), consistency_weight=lambda epoch: 2.0 * epoch)
-    trainer.set_epoch(3)
-    assert float(trainer.epoch) == 3.0 and float(trainer.consistency_weight) == 6.0
-    trainer.compile(keras.optimizers.SGD(0.1), consistency_weight=lambda epoch: epoch + 0.5)  # re-evaluated
-    assert float(trainer.consistency_weight) == 3.5
-    history = trainer.fit(_fixed_batches(), epochs=1, verbose=0).history  # no EpochTracker: kept as set
-    assert history["monitor/consistency_weight"] == [3.5]
-    assert any(weight is trainer.consistency_weight for weight in trainer.non_trainable_weights)
+    trainer.compile(keras.optimizers.SGD(0.1), consistency_weight=PerEpoch(lambda epoch: 2.0 * epoch, STEPS_PER_EPOCH))
+    assert trainer.fit(_fixed_batches(), epochs=1, verbose=0).history["monitor/consistency_weight"] == [0.0]
+    assert trainer.fit(_fixed_batches(), epochs=1, verbose=0).history["monitor/consistency_weight"] == [2.0]
+    assert int(trainer.train_steps.numpy()) == 2 * STEPS_PER_EPOCH
+    assert any(weight is trainer.train_steps for weight in trainer.non_trainable_weights)
+    trainer.save_weights(str(tmp_path / "trainer.weights.h5"))
+    restored = PiModel(_classifier())
+    restored.compile(keras.optimizers.SGD(0.1), consistency_weight=PerEpoch(lambda epoch: 2.0 * epoch, STEPS_PER_EPOCH))
+    restored.load_weights(str(tmp_path / "trainer.weights.h5"))
+    assert float(restored.current_consistency_weight()) == 4.0  # epoch 2 of the schedule
+    assert restored.fit(_fixed_batches(), epochs=1, verbose=0).history["monitor/consistency_weight"] == [4.0]
+
+
+def test_a_fixed_consistency_weight_is_a_number():
+    trainer = PiModel(_classifier())
+    trainer.compile(keras.optimizers.SGD(0.1), consistency_weight=3.5)
+    assert trainer.fit(_fixed_batches(), epochs=1, verbose=0).history["monitor/consistency_weight"] == [3.5]
+
+
+def test_pi_model_refuses_a_batch_without_a_second_view():
+    trainer = PiModel(_classifier())
+    trainer.compile(keras.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match="image_2"):
+        trainer.fit(_fixed_batches(views=1), epochs=1, verbose=0)
 
 
 def test_step_means_equal_one_keras_mean_per_scalar_and_reset():
@@ -133,18 +152,29 @@ def test_step_means_equal_one_keras_mean_per_scalar_and_reset():
 
 
 def test_pi_stop_gradient_blocks_the_gradient_through_the_second_pass():
-    batch = next(iter(_fixed_batches()))
-    grads = {}
+    """One real `train_step` each way equals SGD on the Pi loss written out here, with the second pass
+    a constant (stop_gradient_targets=True) or differentiated (False), and the two updates differ."""
+    batch = {key: tf.constant(value[0]) for key, value in _materialized_batches(2).items()}
+    labeled = batch["labeled"]
+    updates = {}
     for stop in (False, True):
-        trainer = PiModel(_classifier(), stop_gradient_targets=stop)
+        reference = _classifier()
         with tf.GradientTape() as tape:
-            first = trainer.classifier(batch["image"], training=True)
-            second = trainer.consistency_targets(batch, first)
-            if trainer.stop_gradient_targets:
+            first, second = reference(batch["image"]), reference(batch["image_2"])
+            if stop:
                 second = tf.stop_gradient(second)
-            loss = tf.reduce_mean(tf.square(first - second))
-        grads[stop] = tape.gradient(loss, trainer.classifier.trainable_variables)[0].numpy()
-    assert not np.allclose(grads[False], grads[True])
+            cross_entropy = keras.losses.sparse_categorical_crossentropy(batch["label"], first)
+            loss = (tf.reduce_sum(cross_entropy * labeled) / tf.reduce_sum(labeled)
+                    + 5.0 * tf.reduce_mean(tf.square(first - second)))
+        expected = [-g.numpy() for g in tape.gradient(loss, reference.trainable_weights)]
+        trainer = PiModel(_classifier(), stop_gradient_targets=stop)
+        trainer.compile(keras.optimizers.SGD(1.0), consistency_weight=5.0)
+        before = [np.array(w) for w in trainer.classifier.trainable_weights]
+        trainer.train_step(batch)
+        updates[stop] = [w.numpy() - b for w, b in zip(trainer.classifier.trainable_weights, before)]
+        for got, want in zip(updates[stop], expected):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert max(np.abs(a - b).max() for a, b in zip(updates[False], updates[True])) > 1e-4
 
 
 def test_the_trainer_is_scaffolding_the_classifier_is_what_predicts():

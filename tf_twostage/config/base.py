@@ -101,11 +101,23 @@ def base_config() -> ml_collections.ConfigDict:
     config.baselines.beta_soft = 0.95
     config.baselines.beta_hard = 0.8
 
+    config.train = ml_collections.ConfigDict()  # how every stage computes (tf_twostage.training.precision)
+    config.train.dtype_policy = "float32"  # float32 | mixed_float16 (loss-scaled) | mixed_bfloat16
+    config.train.jit_compile = False  # XLA-compile the train / test steps (it was slower on a 2-core CPU)
+    # Prediction, feature extraction and evaluation batches; 0 = twice the training batch size.
+    config.train.eval_batch_size = 0
+
     config.distribution = ml_collections.ConfigDict()
     config.distribution.strategy = "auto"  # auto | none | mirrored | multi_worker
 
     config.lock()
     return config
+
+
+def eval_batch_size(config) -> int:
+    """The batch size of every forward-only pass (predictions, features, evaluation, export checks)."""
+    size = int(config.train.eval_batch_size)
+    return size if size > 0 else 2 * int(config.batch_size)
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:

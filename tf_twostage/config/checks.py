@@ -18,6 +18,7 @@ from tf_twostage.models import MODEL_NAMES
 from tf_twostage.stage1.callback import RANKINGS
 from tf_twostage.stage1.selection import POSTERIORS
 from tf_twostage.training.optimizers import OPTIMIZER_NAMES
+from tf_twostage.training.precision import DTYPE_POLICIES
 from tf_twostage.stage1.selection import TOP_UP_POOLS
 
 STAGE2_ALGORITHMS = ("pi", "temporal_ensembling")
@@ -52,9 +53,17 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _check_model(config.model)
     _check_stage1(config.stage1)
     _check_stage2(config.stage2)
+    _check_train(config.train)
     _in_range("baselines.filter_percentile", config.baselines.filter_percentile, 0.0, 100.0)
     _in_range("baselines.beta_soft", config.baselines.beta_soft, 0.0, 1.0)
     _in_range("baselines.beta_hard", config.baselines.beta_hard, 0.0, 1.0)
+
+
+def _check_train(train) -> None:
+    _one_of("train.dtype_policy", train.dtype_policy, DTYPE_POLICIES)
+    if not isinstance(train.jit_compile, bool):
+        raise ValueError(f"train.jit_compile must be true or false; got {train.jit_compile!r}")
+    _integer("train.eval_batch_size", train.eval_batch_size, minimum=0)
 
 
 def _check_data(data) -> None:

@@ -27,6 +27,7 @@ from absl import logging
 
 from tf_twostage.utils import io_utils
 from tf_twostage.runs.baselines import LOSS_METHODS, run_loss_baseline
+from tf_twostage.config.base import eval_batch_size
 from tf_twostage.config.checks import validate_config
 from tf_twostage.data.prepare import PreparedData, prepare_data
 from tf_twostage.training.distribution import check_global_batch_size, make_strategy, worker_workdir
@@ -34,6 +35,7 @@ from tf_twostage.training.metrics import evaluate_classifier
 from tf_twostage.serving.export import ENCODED_IMAGE_DATASETS, EXPORT_DIR, export_classifier
 from tf_twostage.runs.manifest import RunManifest, check_workdir
 from tf_twostage.models import build_classifier
+from tf_twostage.training.precision import set_dtype_policy
 from tf_twostage.training.resume import remove_checkpoints
 from tf_twostage.reporting.run_report import write_report
 from tf_twostage.runs.pretrain import train_cross_entropy
@@ -169,6 +171,7 @@ def start_run(config, workdir: str, restart: bool = False):
     strategy, workers other than the chief write into a private sub-folder of `workdir`.
     """
     validate_config(config, methods=tuple(METHODS))
+    set_dtype_policy(config.train.dtype_policy)  # before any model is built (one run per process)
     strategy = make_strategy(config.distribution.strategy)  # first: multi-worker wants no op before it
     check_global_batch_size(int(config.batch_size), strategy)
     if config.method in SEMI_SUPERVISED_METHODS:
@@ -205,7 +208,7 @@ def run_experiment(config, workdir: str, restart: bool = False) -> dict:
             encoded_images=config.data.name in ENCODED_IMAGE_DATASETS,
         )
         manifest.mark_done("export", [export_dir])
-    test_metrics = evaluate_classifier(classifier, data.test, data.preprocessor, config.batch_size)
+    test_metrics = evaluate_classifier(classifier, data.test, data.preprocessor, eval_batch_size(config))
     results = {
         "method": config.method,
         "dataset": data.dataset.name,

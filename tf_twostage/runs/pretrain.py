@@ -19,6 +19,8 @@ from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import supervised_dataset
 from tf_twostage.data.prepare import PreparedData
 from tf_twostage.training.optimizers import make_optimizer, plateau_callbacks
+from tf_twostage.training.precision import compile_options
+from tf_twostage.config.base import eval_batch_size
 from tf_twostage.training.resume import checkpoint_dir, resume_fit
 
 def train_cross_entropy(
@@ -45,7 +47,7 @@ def train_cross_entropy(
         raise ValueError(f"{stage_name}.epochs must be >= 1, got {epochs}")
     batch_size = int(config.batch_size)
     trainer = CrossEntropyTrainer(classifier, loss=loss)
-    trainer.compile(optimizer=make_optimizer(stage_config))
+    trainer.compile(optimizer=make_optimizer(stage_config), **compile_options(config.train))
     train = supervised_dataset(
         data.train,
         data.preprocessor,
@@ -58,7 +60,7 @@ def train_cross_entropy(
     )
     num_examples = len(data.train) if positions is None else len(positions)
     num_validation = len(data.validation) if validation_positions is None else len(validation_positions)
-    validation = supervised_dataset(data.validation, data.preprocessor, batch_size, training=False,
+    validation = supervised_dataset(data.validation, data.preprocessor, eval_batch_size(config), training=False,
                                     positions=validation_positions)
     callbacks = plateau_callbacks(stage_config, os.path.join(workdir, "logs", stage_name))
     return resume_fit(

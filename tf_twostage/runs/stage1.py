@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import os
 
 import keras
 import numpy as np
 
 from tf_twostage.utils import io_utils
+from tf_twostage.config.base import eval_batch_size
+from tf_twostage.training.precision import compile_options
 from tf_twostage.data.pipelines import evaluation_dataset, stratified_holdout
 from tf_twostage.data.prepare import PreparedData
 from tf_twostage.training.metrics import predict_probabilities
@@ -73,6 +76,7 @@ def pretrain_with_recorder(config, data: PreparedData, strategy, workdir: str, s
         data.preprocessor,
         total_epochs=int(config.stage1.epochs),
         average_last=int(config.stage1.average_last) if config.stage1.ranking == "average" else 0,
+        batch_size=eval_batch_size(config),
     )
     with strategy.scope():
         history = train_cross_entropy(classifier, data, config, workdir, [recorder], stage_name)
@@ -99,7 +103,7 @@ def kfold_probabilities(config, data: PreparedData, strategy, workdir: str) -> n
         keras.utils.set_random_seed(int(config.seed) * 1000 + fold + 1)
         _, recorder, _ = pretrain_with_recorder(config, fold_data, strategy, workdir, f"stage1_fold{fold}")
         probabilities[held_positions] = predict_probabilities(
-            recorder.model, data.train.subset(held_positions), data.preprocessor
+            recorder.model, data.train.subset(held_positions), data.preprocessor, eval_batch_size(config)
         )
     return probabilities
 
@@ -118,21 +122,23 @@ def clean_set_scores(classifier: keras.Model, data: PreparedData, config) -> dic
     def embed(split):
         return np.concatenate(
             [np.asarray(features(batch["image"], training=False))
-             for batch in evaluation_dataset(split, data.preprocessor, 512)]
+             for batch in evaluation_dataset(split, data.preprocessor, eval_batch_size(config))]
         )
 
     clean_features = embed(data.clean)
     targets = keras.utils.to_categorical(data.clean.labels, data.num_classes)
     head = keras.Sequential(
-        [keras.Input((clean_features.shape[1],)), keras.layers.Dense(data.num_classes, activation="sigmoid")],
+        [keras.Input((clean_features.shape[1],)), keras.layers.Dense(data.num_classes, activation="sigmoid", dtype="float32")],
         name="one_vs_rest",
     )
-    head.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.BinaryCrossentropy())
-    head.fit(clean_features, targets, batch_size=256, epochs=int(config.stage1.clean_epochs), verbose=0,
+    head.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.BinaryCrossentropy(),
+                 **compile_options(config.train))
+    head.fit(clean_features, targets, batch_size=eval_batch_size(config), epochs=int(config.stage1.clean_epochs), verbose=0,
              shuffle=True)
-    scores = {"train_scores": np.asarray(head.predict(embed(data.train), verbose=0))}
+    predict = functools.partial(head.predict, batch_size=eval_batch_size(config), verbose=0)
+    scores = {"train_scores": np.asarray(predict(embed(data.train)))}
     if len(data.validation):
-        scores["validation_scores"] = np.asarray(head.predict(embed(data.validation), verbose=0))
+        scores["validation_scores"] = np.asarray(predict(embed(data.validation)))
     return scores
 
 

@@ -29,7 +29,9 @@ from tf_twostage.training.resume import checkpoint_dir, resume_fit
 from tf_twostage.stage1.selection import check_every_class_kept
 from tf_twostage.stage2.pi_model import PiModel
 from tf_twostage.stage2.temporal_ensembling import EnsembleUpdate, TemporalEnsembling
-from tf_twostage.stage2.trainer import EpochTracker
+from tf_twostage.training.optimizers import RampedAdam
+from tf_twostage.training.precision import compile_options
+from tf_twostage.config.base import eval_batch_size
 
 ALGORITHMS = ("pi", "temporal_ensembling")
 
@@ -54,17 +56,17 @@ def make_trainer(config, classifier: keras.Model, data: PreparedData):
     raise ValueError(f"stage2.algorithm must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
 
 
-def consistency_schedule(config, num_labeled: int, num_examples: int):
-    """weight(epoch): the fixed alpha, or w_max (scaled by the labeled fraction) x ramp-up."""
+def consistency_schedule(config, num_labeled: int, num_examples: int, steps_per_epoch: int):
+    """weight(step): the fixed alpha, or w_max (scaled by the labeled fraction) x ramp-up of the epoch."""
     stage2 = config.stage2
     if float(stage2.fixed_weight) > 0:
-        fixed = float(stage2.fixed_weight)
-        return lambda epoch: fixed
+        return schedules.PerEpoch(float(stage2.fixed_weight), steps_per_epoch)
     max_weight = stage2.max_weight_pi if stage2.algorithm == "pi" else stage2.max_weight_te
     if stage2.scale_weight_by_labeled_fraction:
         max_weight = schedules.scaled_max_weight(max_weight, num_labeled, num_examples)
     rampup_epochs = int(stage2.rampup_epochs)
-    return lambda epoch: schedules.consistency_weight(epoch, max_weight, rampup_epochs)
+    return schedules.PerEpoch(lambda epoch: schedules.consistency_weight(epoch, max_weight, rampup_epochs),
+                              steps_per_epoch)
 
 
 def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage1_weights: str,
@@ -88,15 +90,10 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
         if stage2.init_from_stage1:
             classifier.load_weights(stage1_weights)
         trainer = make_trainer(config, classifier, data)
-        optimizer = keras.optimizers.Adam(
-            schedules.RampedLearningRate(stage2.learning_rate, steps_per_epoch, epochs,
-                                         stage2.rampup_epochs, stage2.rampdown_epochs),
-            beta_1=0.9,
-        )
-        # A variable, so the ramp-down of beta1 (set per epoch by EpochTracker) reaches the compiled step.
-        optimizer.beta_1 = keras.Variable(0.9, trainable=False, name="adam_beta_1")
-        trainer.compile(optimizer, consistency_weight=consistency_schedule(config, len(labeled_positions),
-                                                                           len(data.train)))
+        optimizer = RampedAdam(stage2.learning_rate, steps_per_epoch, epochs, stage2.rampup_epochs,
+                               stage2.rampdown_epochs)
+        trainer.compile(optimizer, consistency_weight=consistency_schedule(
+            config, len(labeled_positions), len(data.train), steps_per_epoch), **compile_options(config.train))
     augmenter = build_augmenter(data.image_shape, flip=bool(config.augment.flip),
                                 translate_px=int(stage2.translate_px), seed=config.seed)
     stream = semi_supervised_stream(
@@ -105,10 +102,9 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
     )
     validation = None
     if len(data.validation) and (validation_positions is None or len(validation_positions)):
-        validation = supervised_dataset(data.validation, data.preprocessor, 256, training=False,
+        validation = supervised_dataset(data.validation, data.preprocessor, eval_batch_size(config), training=False,
                                         positions=validation_positions)
-    beta1 = lambda epoch: schedules.adam_beta1(epoch, epochs, int(stage2.rampdown_epochs))  # noqa: E731
-    callbacks = [EpochTracker(beta1), keras.callbacks.TensorBoard(os.path.join(workdir, "logs", "stage2"),
+    callbacks = [keras.callbacks.TensorBoard(os.path.join(workdir, "logs", "stage2"),
                                                                   write_graph=False)]
     if stage2.algorithm == "temporal_ensembling":
         callbacks.append(EnsembleUpdate())
@@ -129,7 +125,8 @@ def finetune_on_clean(config, data: PreparedData, classifier: keras.Model, strat
     with strategy.scope():
         classifier.compile(optimizer=keras.optimizers.Adam(float(config.stage2.finetune_learning_rate)),
                            loss=keras.losses.SparseCategoricalCrossentropy(),
-                           metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+                           metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                           **compile_options(config.train))
     history = resume_fit(
         classifier,
         supervised_dataset(data.clean, data.preprocessor, batch_size, training=True, seed=config.seed),

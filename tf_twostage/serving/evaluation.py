@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_twostage.utils import io_utils
+from tf_twostage.config.base import eval_batch_size
 from tf_twostage.data.pipelines import evaluation_dataset, gather_batches
 from tf_twostage.data.preprocess import Preprocessor
 from tf_twostage.data.source import UNKNOWN_LABEL, ImageSplit
@@ -137,7 +138,7 @@ def evaluate_model(split_name: str = "test", *, workdir: Optional[str] = None, c
         model = load_export(saved_model)
     data = prepare_data(config)
     split = {"test": data.test, "validation": data.validation, "train": data.train}[split_name]
-    batch_size = int(config.batch_size)
+    batch_size = eval_batch_size(config)
     if model is None:
         from tf_twostage.models import build_classifier  # pylint: disable=import-outside-toplevel
 

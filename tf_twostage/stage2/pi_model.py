@@ -17,5 +17,8 @@ class PiModel(SemiSupervisedTrainer):
         super().__init__(classifier, stop_gradient_targets=stop_gradient_targets, **kwargs)
 
     def consistency_targets(self, batch, predictions):
-        second_view = batch.get("image_2", batch["image"])
-        return self.classifier(second_view, training=True)
+        if "image_2" not in batch:
+            raise ValueError(
+                f"PiModel needs two views per batch, `image` and `image_2`; this batch has only "
+                f"{', '.join(sorted(batch))}. Build the stream with semi_supervised_stream(..., num_views=2)")
+        return self.classifier(batch["image_2"], training=True)

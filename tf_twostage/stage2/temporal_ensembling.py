@@ -27,7 +27,9 @@ class TemporalEnsembling(SemiSupervisedTrainer):
             raise ValueError(f"stage2.ensemble_momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
         shape = (int(num_examples), int(num_classes))
-        common = {"initializer": "zeros", "trainable": False, "aggregation": "only_first_replica"}
+        # float32 under any dtype policy: the predictions it averages come from a float32 softmax.
+        common = {"initializer": "zeros", "trainable": False, "aggregation": "only_first_replica",
+                  "dtype": "float32"}
         self.ensemble = self.add_weight(shape=shape, name="ensemble", **common)
         self.epoch_predictions = self.add_weight(shape=shape, name="epoch_predictions", **common)
         self.ensemble_updates = self.add_weight(shape=(), name="ensemble_updates", **common)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from tf_twostage.training import schedules
+
 OPTIMIZER_NAMES = ("adagrad", "sgd", "adam")
 
 
@@ -58,3 +60,31 @@ def plateau_callbacks(stage_config, log_dir: str) -> list:
         ),
         keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
     ]
+
+
+class RampedAdam(keras.optimizers.Adam):
+    """Adam with the temporal-ensembling recipe's ramps (Laine & Aila), both read from `iterations`:
+
+    * the learning rate max_lr x rampup x rampdown of the fractional epoch (`RampedLearningRate`);
+    * beta1 moving from 0.9 to 0.5 over the ramp-down, a function of the whole epoch
+      (`schedules.adam_beta1`), held in a variable that `apply` sets before every update.
+
+    Keras' `Adam` takes a float `beta_1`; the update reads it as a tensor (`ops.cast(self.beta_1, ...)`),
+    so a variable passed as `beta_1` reaches the compiled step. Its value follows from `iterations`,
+    which checkpoints carry: no callback keeps it.
+    """
+
+    def __init__(self, max_lr, steps_per_epoch, total_epochs, rampup_length, rampdown_length, **kwargs):
+        super().__init__(
+            learning_rate=schedules.RampedLearningRate(max_lr, steps_per_epoch, total_epochs, rampup_length,
+                                                       rampdown_length),
+            beta_1=keras.Variable(0.9, trainable=False, dtype="float32", name="beta_1",
+                                  aggregation="only_first_replica"),
+            **kwargs,
+        )
+        self.beta_1_schedule = schedules.PerEpoch(
+            lambda epoch: schedules.adam_beta1(epoch, int(total_epochs), int(rampdown_length)), steps_per_epoch)
+
+    def apply(self, grads, trainable_variables=None):
+        self.beta_1.assign(self.beta_1_schedule(self.iterations))
+        return super().apply(grads, trainable_variables)

@@ -65,13 +65,8 @@ def latest_checkpoint(directory: str) -> Optional[str]:
 
 def seed_generator_states(model: keras.Model) -> list:
     """The seed-generator state variables of `model`'s layers (dropout, noise), in a fixed order."""
-    states, seen = [], set()
-    for layer in model._flatten_layers(include_self=True):  # noqa: SLF001 (Keras' own layer walk)
-        for variable in layer.variables:
-            if "seed_generator_state" in variable.path and id(variable) not in seen:
-                seen.add(id(variable))
-                states.append(variable)
-    return states
+    # `Layer.variables` is every state of the layer and its sub-layers, seed generators included.
+    return [variable for variable in model.variables if "seed_generator_state" in variable.path]
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -111,7 +106,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         os.makedirs(self.directory, exist_ok=True)
         temporary = tempfile.mkdtemp(prefix=".tmp-", dir=self.directory)
         try:
-            self.model.built = True  # a wrapper trainer is "built" through its classifier
             self.model.save_weights(os.path.join(temporary, WEIGHTS_FILE))
             scalars, arrays = {}, {}
             for number, variable in enumerate(seed_generator_states(self.model)):
@@ -153,7 +147,6 @@ def restore_checkpoint(directory: str, trainer: keras.Model, stateful: Sequence 
     arrays = io_utils.read_npz(os.path.join(path, "state.npz"))
     if not trainer.optimizer.built:
         trainer.optimizer.build(getattr(trainer, "classifier", trainer).trainable_variables)
-    trainer.built = True
     trainer.load_weights(os.path.join(path, WEIGHTS_FILE))
     states = seed_generator_states(trainer)
     saved_states = sorted((key for key in arrays if key.startswith("seed_generator/")),

@@ -74,3 +74,27 @@ class RampedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             "rampup_length": self.rampup_length,
             "rampdown_length": self.rampdown_length,
         }
+
+
+class PerEpoch:
+    """`schedule(epoch)` as a function of the training step: the whole epoch `step // steps_per_epoch`.
+
+    The value a schedule of the epoch takes during every step of that epoch, computed from a step
+    counter that lives in a variable (`ClassifierTrainer.train_steps`, `optimizer.iterations`), so it is
+    right after a resume and needs no callback. `schedule` is any function of a float32 tensor (the
+    functions above), or a number for a constant.
+    """
+
+    def __init__(self, schedule, steps_per_epoch: int):
+        if int(steps_per_epoch) < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.schedule = schedule
+        self.steps_per_epoch = int(steps_per_epoch)
+
+    def epoch(self, step):
+        return ops.cast(ops.floor_divide(ops.cast(step, "int64"), self.steps_per_epoch), "float32")
+
+    def __call__(self, step):
+        if not callable(self.schedule):
+            return ops.cast(ops.convert_to_tensor(float(self.schedule)), "float32")
+        return ops.cast(self.schedule(self.epoch(step)), "float32")

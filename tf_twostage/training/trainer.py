@@ -1,12 +1,17 @@
 """The base of every trainer in the package: a `keras.Model` that wraps a plain classifier.
 
 The trainer is scaffolding: `call` delegates to the classifier, and the classifier (not the trainer) is
-what gets saved, exported and reused. The base also carries what `fit` needs to run under
-`MultiWorkerMirroredStrategy` on this Keras version (docs/traps.md, keras-team/keras#20585):
+what gets saved, exported and reused. `ClassifierTrainer.train_step` is the one training step of the
+package (the pattern of tensorflow/models `official/core/base_task.py` and keras-cv's
+`ContrastiveTrainer`): it opens the tape, adds the classifier's regularization (weight decay), scales
+the loss for float16 (`optimizer.scale_loss`: a `keras.optimizers.LossScaleOptimizer` under
+`mixed_float16`, the identity otherwise), applies the gradients, advances the trainer's step counter
+and logs. A subclass only says what its loss is (`compute_step_loss`).
 
-* `_maybe_symbolic_build` (private Keras API, pinned by the tests) only builds the optimizer when the
-  classifier is already built, instead of pulling a batch outside `strategy.run`;
-* logs are returned as rank-1 tensors under multi-worker strategies, whose MEAN reduction needs an axis.
+Distribution: Keras runs `train_step` once per replica and SUM-reduces the gradients, so each replica
+differentiates its share of the *global* loss: sums over its examples divided by global counts
+(`global_sum`), never a per-replica mean. The logs are MEAN-reduced over replicas, so
+the base multiplies each replica's share by the number of replicas.
 
 `CrossEntropyTrainer` is the supervised member (Stage-1 pre-training and the `ce` baseline).
 """
@@ -24,34 +29,112 @@ def global_sum(value):
 
 
 class ClassifierTrainer(keras.Model):
-    """Wraps `classifier` (images -> class probabilities); subclasses write `train_step`."""
+    """Wraps `classifier` (images -> class probabilities); subclasses write `compute_step_loss`.
+
+    `TRAIN_LOGS` names what `compute_step_loss` logs besides `loss`: `fit`'s history holds their epoch
+    means. Validation (`test_step`) reports the classifier's cross-entropy and accuracy.
+    """
+
+    TRAIN_LOGS: tuple = ("accuracy",)
 
     def __init__(self, classifier: keras.Model, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
+        # Training steps taken (also those a float16 loss scale skips): the state of the trainer's schedules.
+        # A weight, so checkpoints carry it.
+        self.train_steps = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
+                                           name="train_steps", aggregation="only_first_replica")
+        # The step's logs, epoch means: one tracker for all (see StepMeans).
+        self.train_means = StepMeans(("loss",) + tuple(self.TRAIN_LOGS), name="train_means")
+        # Named apart from the training logs: Keras' `get_metrics_result` merges metrics by name.
+        self.val_loss_tracker = keras.metrics.Mean(name="evaluation_loss")
+        self.val_accuracy_tracker = keras.metrics.Mean(name="evaluation_accuracy")
 
     def call(self, inputs, training=False):
         return self.classifier(inputs, training=training)
+
+    def build(self, input_shape=None):
+        """Builds the classifier (a functional one already is): the trainer has no weights of its own
+        that depend on the input."""
+        if not self.classifier.built:
+            self.classifier.build(input_shape)
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """Keras' `compile`, refusing `loss` / `metrics` (and their weighted forms): the trainer computes
+        its own (a different loss goes to the constructor, e.g. `CrossEntropyTrainer(loss=...)`)."""
+        given = {"loss": loss, "metrics": metrics, "loss_weights": kwargs.get("loss_weights"),
+                 "weighted_metrics": kwargs.get("weighted_metrics")}
+        unused = [name for name, value in given.items() if value is not None]
+        if unused:
+            raise ValueError(
+                f"{type(self).__name__}.compile does not use {', '.join(unused)}: the trainer computes its "
+                f"own loss and logs ({', '.join(('loss',) + tuple(self.TRAIN_LOGS))}); pass a different "
+                "loss to the trainer's constructor instead")
+        super().compile(optimizer=optimizer, **kwargs)
+        if not self.built:  # `fit` runs the classifier, never the trainer: build it so Keras saves it
+            self.build(getattr(self.classifier, "input_shape", None))
+
+    @property
+    def metrics(self):
+        # Keras 3 already lists metrics held as attributes in `super().metrics`; add ours only once.
+        metrics = super().metrics
+        return metrics + [metric for metric in (self.train_means, self.val_loss_tracker, self.val_accuracy_tracker)
+                          if not any(metric is known for known in metrics)]
+
+    # The one hook a trainer implements.
+    def compute_step_loss(self, data) -> tuple:
+        """Returns `(loss, logs)` for one training batch, computed inside the gradient tape.
+
+        `loss` is this replica's share of the global loss, without regularization (the base adds the
+        classifier's losses). `logs` maps each name of `TRAIN_LOGS` to this replica's share of its
+        global value (sums over the replica's examples divided by global counts): `fit` logs its epoch
+        mean. Any other entry (e.g. a schedule's value, the same on every replica) is logged as it is
+        at the epoch's last step.
+        """
+        raise NotImplementedError
+
+    def train_step(self, data):
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        variables = self.classifier.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, logs = self.compute_step_loss(data)
+            if self.classifier.losses:  # weight decay: each replica carries 1/R of it
+                loss += ops.sum(self.classifier.losses) / num_replicas
+            scaled_loss = self.optimizer.scale_loss(loss)
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
+        self.train_steps.assign_add(1)
+        logs = {"loss": loss, **logs}
+        self.train_means.update_state({name: logs[name] * num_replicas for name in self.train_means.names})
+        return self.logs(self.train_means, {name: value for name, value in logs.items()
+                                            if name not in self.train_means.names})
 
     def test_step(self, data):
         """Evaluates the classifier on `(images, labels)` batches: cross-entropy and accuracy."""
         images, labels = data[0], data[1]
         predictions = self.classifier(images, training=False)
-        self.cross_entropy_tracker.update_state(keras.losses.sparse_categorical_crossentropy(labels, predictions))
-        self.accuracy_tracker.update_state(correct_predictions(labels, predictions))
-        return self.logs({"loss": self.cross_entropy_tracker, "accuracy": self.accuracy_tracker})
+        self.val_loss_tracker.update_state(keras.losses.sparse_categorical_crossentropy(labels, predictions))
+        self.val_accuracy_tracker.update_state(correct_predictions(labels, predictions))
+        return self.logs({"loss": self.val_loss_tracker.result(), "accuracy": self.val_accuracy_tracker.result()})
 
-    def logs(self, trackers: dict) -> dict:
-        """`fit`'s logs: each tracker's result (a `keras.metrics.Metric`; a `StepMeans` gives several) or
-        the value given."""
+    def logs(self, *parts) -> dict:
+        """`fit`'s logs from dicts of values or `keras.metrics.Metric`s (a `StepMeans` gives a dict).
+
+        Rank-1 under `MultiWorkerMirroredStrategy`, whose MEAN reduction of the logs needs an axis
+        (keras-team/keras#20585); scalars otherwise.
+        """
         results = {}
-        for name, tracker in trackers.items():
-            value = tracker.result() if isinstance(tracker, keras.metrics.Metric) else tracker
-            results.update(value if isinstance(value, dict) else {name: value})
+        for part in parts:
+            value = part.result() if isinstance(part, keras.metrics.Metric) else part
+            results.update(value)
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
         return results
 
+    # Private Keras API, kept here only (tests/training/test_trainer.py fails if Keras stops calling it;
+    # setup.cfg bounds the Keras version): under `MultiWorkerMirroredStrategy`, `fit` fails in this hook
+    # (keras-team/keras#20585: it pulls a batch outside `strategy.run` and MEAN-reduces PerReplica
+    # values). The classifier is built already, so only the optimizer needs building; nothing public
+    # replaces the hook.
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         if self.classifier.built and self._distribute_strategy is not None:
             with self.distribute_strategy.scope():
@@ -71,28 +154,14 @@ class CrossEntropyTrainer(ClassifierTrainer):
     def __init__(self, classifier: keras.Model, loss=None, **kwargs):
         super().__init__(classifier, **kwargs)
         self.per_example_loss = loss.call if loss is not None else keras.losses.sparse_categorical_crossentropy
-        self.cross_entropy_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
 
-    @property
-    def metrics(self):
-        return [self.cross_entropy_tracker, self.accuracy_tracker]
-
-    def train_step(self, data):
+    def compute_step_loss(self, data):
         images, labels = data[0], data[1]
         global_batch = global_sum(ops.cast(ops.shape(labels)[0], "float32"))
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            predictions = self.classifier(images, training=True)
-            cross_entropy = self.per_example_loss(labels, predictions)
-            loss = ops.sum(cross_entropy) / global_batch
-            if self.classifier.losses:  # weight decay: each replica carries 1/R of it
-                loss += ops.sum(self.classifier.losses) / num_replicas
-        variables = self.classifier.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        self.cross_entropy_tracker.update_state(cross_entropy)
-        self.accuracy_tracker.update_state(correct_predictions(labels, predictions))
-        return self.logs({"loss": self.cross_entropy_tracker, "accuracy": self.accuracy_tracker})
+        predictions = self.classifier(images, training=True)
+        loss = ops.sum(self.per_example_loss(labels, predictions)) / global_batch
+        accuracy = ops.sum(correct_predictions(labels, predictions)) / global_batch
+        return loss, {"accuracy": accuracy}
 
 
 class StepMeans(keras.metrics.Metric):
