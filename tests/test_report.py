@@ -381,7 +381,7 @@ def test_two_copies_of_a_run_are_refused_before_anything_is_written(smoke_runs, 
 
 def test_library_report_of_one_run_uses_the_data_it_is_given(smoke_runs, tmp_path, monkeypatch):
     """What the runner calls at the end of a run: write_report([workdir], workdir-like folder, prepared=...)."""
-    from tf_twostage import run_report as report_lib
+    from tf_twostage.reporting import run_report as report_lib
     from tf_twostage.config import load_run_config
     from tf_twostage.data.prepare import prepare_data
 
