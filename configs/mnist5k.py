@@ -12,8 +12,8 @@ def get_config():
     # that the anchor-free transition estimate gives (stage1.transition=clusters: k-means on the posteriors,
     # clusters given to classes by an assignment; the anchor estimate cannot see flips above 0.5), floor 5%.
     # Precision / kept vs the former preset (anchors, floor 50%): asymmetric 0.6 99.31 / 69.9% vs
-    # 97.18 / 70.4% (lowest class 95.9 vs 65.7); asymmetric 0.2 99.95 / 79.1% vs 99.95 / 75.0%;
-    # symmetric 0.2 99.90 / 57.0% vs 99.92 / 51.0%; symmetric 0.8 64.3 / 5.4% vs 32.3 / 50.1%.
+    # 97.18 / 70.4% (lowest class 95.9 vs 65.7); asymmetric 0.2 99.91 / 81.7% vs 99.92 / 78.0%;
+    # symmetric 0.2 99.91 / 55.8% vs 99.93 / 50.8%; symmetric 0.8 64.3 / 5.4% vs 32.3 / 50.1%.
     config.stage1.floor_fraction = 0.05
     config.stage1.transition = "clusters"
     # Class-balanced pre-training: the flipped-from classes (2, 3, 5, 7) keep only 40% of their labels, and
