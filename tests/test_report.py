@@ -399,3 +399,22 @@ def test_library_report_of_one_run_uses_the_data_it_is_given(smoke_runs, tmp_pat
     for kind in PLOT_KINDS:  # one run: file names without the run's name
         assert f"(plots/{kind}.png)" in text
     assert "not drawn" not in text
+
+
+def test_selection_table_has_the_quality_columns_of_stage1():
+    quality = {"precision": 0.99, "recall": 0.9, "auc": 0.98, "per_class": []}
+    runs = [_run("two_stage", algorithm="pi", realized_rate=0.2, seed=seed,
+                 stage1={**_stage1(0.5, 0.01), "quality": {**quality, "precision": precision}})
+            for seed, precision in ((0, 0.99), (1, 0.97))]
+    rows = summarize_selection(runs)
+    noisy, stage1 = rows
+    assert noisy["precision"]["mean"] == pytest.approx(0.8) and noisy["recall"]["mean"] == 1.0
+    assert noisy["auc"] is None
+    assert stage1["precision"] == {"mean": pytest.approx(0.98), "std": pytest.approx(0.01)}
+    table = format_selection_table(rows)
+    assert "| seeds | precision | recall | ROC AUC |" in table
+    assert "| 2 | 98.00 +- 1.00 | 90.00 +- 0.00 | 98.00 +- 0.00 |" in table
+    assert "| 2 | 80.00 +- 0.00 | 100.00 +- 0.00 | n/a |" in table
+    # Rows of an older results file, without the quality keys, still print.
+    old = [{key: value for key, value in row.items() if key not in ("precision", "recall", "auc")} for row in rows]
+    assert format_selection_table(old).count("| n/a | n/a | n/a |") == 2

@@ -132,3 +132,4 @@ def test_programs_run_stage1_in_two_steps_and_explain_a_missing_first_step(tmp_p
     done = program("select_labels.py", tmp_path / "run")
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"kept_fraction"' in done.stdout
+    assert "selection quality: precision" in done.stdout and "per class (noisy label): 0:" in done.stdout

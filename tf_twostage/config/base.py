@@ -64,13 +64,20 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.ranking = "best"  # best (best-val weights) | average (last k epochs) | kfold
     config.stage1.average_last = 5  # ranking=average: epochs averaged
     config.stage1.kfold = 5  # ranking=kfold: folds of out-of-sample predictions
-    config.stage1.rule = "auto"  # auto (clean_set when a clean subset exists) | confidence | clean_set
+    # auto (clean_set when a clean subset exists) | confidence | clean_set | small_loss | confident_or_small_loss
+    config.stage1.rule = "auto"
     config.stage1.threshold = 0.9  # confidence rule: keep P(c|x) >= threshold ...
     config.stage1.floor_fraction = 0.1  # ... topped up to this fraction of each class (the paper: 10%)
     config.stage1.top_up = "class"  # the floor ranks the whole class (paper) | only agreeing predictions
     # Which P(c|x) the confidence rule reads: the pre-trained model's (noisy) | the clean-class posterior
     # corrected by the transition matrix estimated from that model (anchor points, baselines.filter_percentile).
     config.stage1.posterior = "noisy"
+    # Which transition matrix `posterior=corrected` inverts: anchors (Patrini et al.) | clusters (cluster
+    # means of the posteriors, no anchors needed: tf_twostage.stage1.clusters).
+    config.stage1.transition = "anchors"
+    # rule=small_loss / confident_or_small_loss: keep a label when its probability of belonging to its class's
+    # small-loss component (two-Gaussian mixture on -log P(label|x), tf_twostage.stage1.small_loss) is >= this.
+    config.stage1.small_loss_probability = 0.5
     config.stage1.clean_threshold = 0.5  # clean-set rule: one-vs-rest score needed to keep a label
     config.stage1.clean_epochs = 20  # clean-set rule: epochs of the one-vs-rest heads
 

@@ -20,10 +20,11 @@ from tf_twostage.stage1.selection import POSTERIORS
 from tf_twostage.training.optimizers import OPTIMIZER_NAMES
 from tf_twostage.training.precision import DTYPE_POLICIES
 from tf_twostage.stage1.selection import TOP_UP_POOLS
+from tf_twostage.stage1.clusters import TRANSITION_ESTIMATES
 
 STAGE2_ALGORITHMS = ("pi", "temporal_ensembling")
 BAD_FILE_POLICIES = ("error", "skip")
-STAGE1_RULES = ("auto", "confidence", "clean_set")  # tf_twostage.runs.stage1.RULES
+STAGE1_RULES = ("auto", "confidence", "clean_set", "small_loss", "confident_or_small_loss")  # runs.stage1.RULES
 TRANSITION_SOURCES = ("estimated", "true")  # tf_twostage.runs.baselines.TRANSITION_SOURCES
 VERBOSITY = (0, 1, 2)
 _OVERRIDE = re.compile(r"--?config\.([^=]+)")
@@ -41,6 +42,7 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _one_of("stage1.rule", config.stage1.rule, STAGE1_RULES)
     _one_of("stage1.top_up", config.stage1.top_up, TOP_UP_POOLS)
     _one_of("stage1.posterior", config.stage1.posterior, POSTERIORS)
+    _one_of("stage1.transition", config.stage1.transition, TRANSITION_ESTIMATES)
     _one_of("baselines.transition", config.baselines.transition, TRANSITION_SOURCES)
     _one_of("distribution.strategy", config.distribution.strategy, STRATEGY_NAMES)
     _one_of("data.on_bad_file", config.data.on_bad_file, BAD_FILE_POLICIES)
@@ -113,6 +115,7 @@ def _check_stage1(stage1) -> None:
     _in_range("stage1.threshold", stage1.threshold, 0.0, 1.0)
     _in_range("stage1.floor_fraction", stage1.floor_fraction, 0.0, 1.0)
     _in_range("stage1.clean_threshold", stage1.clean_threshold, 0.0, 1.0)
+    _in_range("stage1.small_loss_probability", stage1.small_loss_probability, 0.0, 1.0)
     _integer("stage1.clean_epochs", stage1.clean_epochs, minimum=1)
 
 

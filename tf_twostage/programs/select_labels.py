@@ -14,6 +14,7 @@ from ml_collections import config_flags
 
 from tf_twostage.programs import cli
 from tf_twostage.runs.experiment import select_and_record, start_run
+from tf_twostage.stage1.quality import format_quality, format_per_class
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run (the one bin/train_stage1.py used).")
@@ -24,8 +25,12 @@ def main(argv):
     cli.check_no_arguments(argv)
     _, data, workdir = start_run(_CONFIG.value, _WORKDIR.value)
     stats = select_and_record(_CONFIG.value, data, workdir)
-    summary = {key: value for key, value in stats.items() if key != "per_class"}
+    summary = {key: value for key, value in stats.items() if key not in ("per_class", "quality")}
     print(json.dumps(summary, indent=2))
+    if stats.get("quality"):  # the true training labels are known: how good the selection is
+        quality = stats["quality"]
+        print(f"selection quality: {format_quality(quality)}")
+        print(f"per class (noisy label): {format_per_class(quality)}")
     return 0
 
 

@@ -32,6 +32,7 @@ from tf_twostage.reporting.tables import (
     summarize_selection,
 )
 from tf_twostage.utils.artifacts import load_selection
+from tf_twostage.stage1.quality import format_per_class, format_quality
 
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.json"
@@ -293,6 +294,12 @@ def write_report(run_dirs: Sequence[str], output_dir: str, image_grids: bool = T
     for dataset, _, selection_table in tables:
         lines += [f"### {dataset}", ""] if len(tables) > 1 else []
         lines += [selection_table or "No run records label statistics (they need the true training labels).", ""]
+    quality_lines = [f"- {_cell(run['name'])}: {format_quality(quality)}; per class (precision / recall): "
+                     f"{format_per_class(quality)}"
+                     for run in usable for quality in [(run["results"].get("stage1") or {}).get("quality")] if quality]
+    if quality_lines:
+        lines += ["## Stage-1 selection quality (the true training labels evaluate the kept set)", "",
+                  *quality_lines, ""]
     lines += ["## Plots", ""]
     for run, stem in zip(usable, _file_stems([run["name"] for run in usable])):
         prefix = f"{stem}_" if several else ""

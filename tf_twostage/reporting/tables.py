@@ -8,7 +8,8 @@ drawing plots and writing report.md is `tf_twostage.reporting.run_report`'s job.
   and population std; `format_accuracy_table(rows)` prints them as methods x noise settings (Table 3).
 - `summarize_selection(runs)`: per noise setting, the fractions of training images with a correct,
   an incorrect or no label in the noisy training set, after forward correction (argmax, sampling) and
-  after Stage 1, mean and std over seeds; `format_selection_table(rows)` prints them (Table 2).
+  after Stage 1, mean and std over seeds, with the selection quality (precision, recall, ROC AUC of the
+  ranking; `tf_twostage.stage1.quality`); `format_selection_table(rows)` prints them (Table 2).
 - `format_results_table(results)`: one row per run (what the runner prints).
 - `merge_rows(earlier, newer, order)`: a table's rows from an earlier results file updated by newer ones
   (a benchmark that reruns some cells keeps the rows of the others).
@@ -34,6 +35,9 @@ SELECTION_ORDER = (NOISY_SET, FORWARD_ARGMAX, FORWARD_SAMPLING, AFTER_STAGE1)
 ACCURACY_ROW_KEYS = ("method", "noise_type", "noise_rate", "seeds", "accuracies", "mean", "std")
 SELECTION_ROW_KEYS = ("noise_type", "noise_rate", "labels", "seeds", "correct", "incorrect", "no_label")
 SELECTION_PARTS = ("correct", "incorrect", "no_label")
+# Selection quality as the label-noise literature reports it (tf_twostage.stage1.quality): precision (share
+# of the labels given to training that are right), recall (share of the right labels given), ranking ROC AUC.
+QUALITY_PARTS = ("precision", "recall", "auc")
 
 
 class _RunFacts(NamedTuple):
@@ -200,7 +204,7 @@ def _selection_parts(results: Mapping) -> Iterable[tuple]:
     noise = results.get("noise") or {}
     if noise.get("realized_rate") is not None:
         rate = _fraction(noise["realized_rate"], "results noise 'realized_rate'")
-        yield NOISY_SET, (1.0 - rate, rate, 0.0)
+        yield NOISY_SET, (1.0 - rate, rate, 0.0, 1.0 - rate, 1.0, None)
     corrected = (results.get("baseline") or {}).get("corrected_labels")
     if corrected is not None:
         for name, prefix in ((FORWARD_ARGMAX, "argmax"), (FORWARD_SAMPLING, "sampling")):
@@ -208,14 +212,17 @@ def _selection_parts(results: Mapping) -> Iterable[tuple]:
                                 f"results baseline corrected_labels '{prefix}_correct_fraction'")
             incorrect = _fraction(corrected.get(f"{prefix}_incorrect_fraction"),
                                   f"results baseline corrected_labels '{prefix}_incorrect_fraction'")
-            yield name, (correct, incorrect, 0.0)
+            yield name, (correct, incorrect, 0.0, None, None, None)
     stage1 = results.get("stage1") or {}
     if stage1.get("kept_fraction") is not None:
         kept = _fraction(stage1["kept_fraction"], "results stage1 'kept_fraction'")
         correct, incorrect = (
             None if stage1.get(key) is None else _fraction(stage1[key], f"results stage1 '{key}'")
             for key in ("kept_correct_fraction", "kept_incorrect_fraction"))
-        yield AFTER_STAGE1, (correct, incorrect, 1.0 - kept)
+        quality = stage1.get("quality") or {}
+        measured = tuple(None if quality.get(key) is None else _fraction(quality[key], f"results stage1 quality '{key}'")
+                         for key in QUALITY_PARTS)
+        yield AFTER_STAGE1, (correct, incorrect, 1.0 - kept) + measured
 
 
 def _stats_over_seeds(per_seed: Mapping[int, list], part: int) -> Optional[dict]:
@@ -258,7 +265,7 @@ def summarize_selection(runs: Sequence[Mapping]) -> List[dict]:
     for key in sorted(table, key=lambda k: (_noise_key(k[0], k[1]), SELECTION_ORDER.index(k[2]))):
         per_seed = table[key][0] or table[key][1]  # Stage 1 of the two-stage method, else of another
         row = {"noise_type": key[0], "noise_rate": key[1], "labels": key[2], "seeds": sorted(per_seed)}
-        row.update({part: _stats_over_seeds(per_seed, i) for i, part in enumerate(SELECTION_PARTS)})
+        row.update({part: _stats_over_seeds(per_seed, i) for i, part in enumerate(SELECTION_PARTS + QUALITY_PARTS)})
         rows.append(row)
     return rows
 
@@ -266,13 +273,15 @@ def summarize_selection(runs: Sequence[Mapping]) -> List[dict]:
 def format_selection_table(rows: Sequence[Mapping]) -> str:
     """Markdown: one line per (noise setting, labels) with % correct / incorrect / no label and the seeds."""
     _check_rows(rows, SELECTION_ROW_KEYS, "selection")
-    lines = ["| noise | training labels | correct | incorrect | no label | seeds |", "|---|---|---|---|---|---|"]
+    lines = ["| noise | training labels | correct | incorrect | no label | seeds | precision | recall | ROC AUC |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         count = len(row["seeds"])
-        cells = ["n/a" if row[part] is None else _mean_std(row[part]["mean"], row[part]["std"], count, 2)
-                 for part in SELECTION_PARTS]
+        cells, quality = ([
+            "n/a" if row.get(part) is None else _mean_std(row[part]["mean"], row[part]["std"], count, 2)
+            for part in parts] for parts in (SELECTION_PARTS, QUALITY_PARTS))
         lines.append(f"| {noise_setting(row['noise_type'], row['noise_rate'])} | {row['labels']} | "
-                     + " | ".join(cells) + f" | {count} |")
+                     + " | ".join(cells) + f" | {count} | " + " | ".join(quality) + " |")
     return "\n".join(lines)
 
 

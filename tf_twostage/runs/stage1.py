@@ -32,6 +32,9 @@ from tf_twostage.models import build_classifier
 from tf_twostage.stage1.callback import RANKINGS, PredictionRecorder
 from tf_twostage.runs.pretrain import train_cross_entropy
 from tf_twostage.baselines.transition import estimate_transition_matrix
+from tf_twostage.stage1.clusters import estimate_transition_by_clusters
+from tf_twostage.stage1.quality import selection_quality
+from tf_twostage.stage1.small_loss import select_small_loss
 from tf_twostage.stage1.selection import (
     corrected_posteriors,
     select_confident_labels,
@@ -48,7 +51,9 @@ from tf_twostage.utils.artifacts import (
     write_kept,
 )
 
-RULES = ("auto", "confidence", "clean_set")
+RULES = ("auto", "confidence", "clean_set", "small_loss", "confident_or_small_loss")
+# Rules that read the (optionally corrected, `stage1.posterior`) posterior with the confidence rule.
+CONFIDENCE_RULES = ("confidence", "confident_or_small_loss")
 
 
 def effective_rule(config, data: PreparedData) -> str:
@@ -191,14 +196,36 @@ def load_stage1_predictions(workdir: str, data: PreparedData) -> dict:
     return arrays
 
 
-def apply_rule(config, data: PreparedData, rule: str, probabilities, labels, scores=None) -> np.ndarray:
-    """The kept mask of one split under `rule`."""
+def apply_rule(config, data: PreparedData, rule: str, probabilities, labels, scores=None,
+               noisy_probabilities=None) -> np.ndarray:
+    """The kept mask of one split under `rule` (`noisy_probabilities`: the model's uncorrected posterior,
+    which the small-loss rules read; default `probabilities`)."""
     if rule == "clean_set":
         return select_with_clean_classifiers(scores, labels, float(config.stage1.clean_threshold))
-    return select_confident_labels(
+    noisy_probabilities = probabilities if noisy_probabilities is None else noisy_probabilities
+    if rule == "small_loss":
+        return select_small_loss(noisy_probabilities, labels, float(config.stage1.small_loss_probability))
+    kept = select_confident_labels(
         probabilities, labels, float(config.stage1.threshold), float(config.stage1.floor_fraction),
         top_up=config.stage1.top_up,
     )
+    if rule == "confident_or_small_loss":
+        kept |= select_small_loss(noisy_probabilities, labels, float(config.stage1.small_loss_probability))
+    return kept
+
+
+def estimate_transition(config, probabilities) -> np.ndarray:
+    """The transition matrix `stage1.posterior=corrected` inverts: anchor points (Patrini et al.) or, with
+    `stage1.transition=clusters`, cluster means of the posteriors (no anchors; survives flips above 0.5)."""
+    if config.stage1.transition == "clusters":
+        return estimate_transition_by_clusters(probabilities, seed=int(config.seed))
+    return estimate_transition_matrix(probabilities, float(config.baselines.filter_percentile))
+
+
+def ranking_score(rule: str, probabilities, labels, scores=None) -> np.ndarray:
+    """Each example's score for its own noisy label under `rule` (what the ROC AUC of the quality ranks)."""
+    values = scores if rule == "clean_set" else probabilities
+    return np.asarray(values)[np.arange(len(labels)), labels]
 
 
 def select_labels(config, data: PreparedData, workdir: str) -> dict:
@@ -209,18 +236,21 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
     arrays = load_stage1_predictions(workdir, data)
     rule = effective_rule(config, data)
     transition = None
-    if config.stage1.posterior == "corrected" and rule == "confidence":
-        transition = estimate_transition_matrix(arrays["train_probabilities"],
-                                                float(config.baselines.filter_percentile))
+    noisy = {split: arrays.get(f"{split}_probabilities") for split in ("train", "validation")}
+    if config.stage1.posterior == "corrected" and rule in CONFIDENCE_RULES:
+        transition = estimate_transition(config, arrays["train_probabilities"])
         for split in ("train", "validation"):
             if f"{split}_probabilities" in arrays:
                 arrays[f"{split}_probabilities"] = corrected_posteriors(arrays[f"{split}_probabilities"], transition)
     kept = apply_rule(config, data, rule, arrays["train_probabilities"], data.train.labels,
-                      arrays.get("train_scores"))
+                      arrays.get("train_scores"), noisy["train"])
     clean = data.train.clean_labels if data.train.has_clean_labels else None
     stats = selection_statistics(kept, data.train.labels, clean, data.num_classes)
+    if clean is not None:  # the true labels evaluate the selection here, and nothing else reads them
+        stats["quality"] = selection_quality(kept, data.train.labels, clean, data.num_classes, ranking_score(
+            rule, arrays["train_probabilities"], data.train.labels, arrays.get("train_scores")))
     stats.update(rule=rule, ranking=config.stage1.ranking, best_epoch=int(arrays["best_epoch"]),
-                 posterior=config.stage1.posterior if rule == "confidence" else "scores")
+                 posterior=config.stage1.posterior if rule in CONFIDENCE_RULES else "scores")
     if transition is not None:
         stats["estimated_transition_matrix"] = transition.tolist()
     folder = stage1_dir(workdir)
@@ -228,7 +258,7 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
     validation_kept = np.zeros(len(data.validation), bool)
     if "validation_probabilities" in arrays and len(data.validation):
         validation_kept = apply_rule(config, data, rule, arrays["validation_probabilities"],
-                                     data.validation.labels, arrays.get("validation_scores"))
+                                     data.validation.labels, arrays.get("validation_scores"), noisy["validation"])
     stats["refined_validation_size"] = int(validation_kept.sum())
 
     write_kept(os.path.join(folder, "selection.npz"), data.train, kept)
