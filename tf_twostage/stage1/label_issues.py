@@ -18,10 +18,14 @@ Rules (`RULES`), each a selection rule on arrays:
   default 0.5).
 * `prune_by_class`: confident learning (Northcutt et al., 2021): the calibrated confident joint
   estimates how many labels of each class are wrong; those with the lowest self-confidence are flagged.
-* `joint` (the default without a clean set): the confident joint's per-class estimate of wrong labels,
-  like `prune_by_class`, but each class's examples ranked by the normalized margin
-  P(label|x) - max_{k != label} P(k|x), and the count met only among the examples the model does not
-  confidently back (see `find_label_issues`).
+* `posterior` (the default): the noise transition matrix T[true, given] is estimated from the
+  predictions themselves (`estimate_transition`: k-means clusters of the probability vectors, one per
+  true class, matched to classes by the Hungarian method), which holds for flips above 0.5 too; the
+  clean posterior p = P(.|x) T^-1 gives each label's probability of being right, p_y T[y, y] / P(y|x)
+  (Bayes), and a label is flagged when that is below `threshold` (0.5). It assumes, like confident
+  learning, that `pred_probs` come from a model trained on these (noisy) labels, out of sample; when the
+  clusters do not explain the given labels (`_reliable_transition`) it falls back to `prune_by_class`
+  and says so in `LabelIssues.note`.
 * `agreement`: the model's prediction differs from the given label (argmax rule), a simple baseline.
 
 Every rule returns the same `LabelIssues`: the flagged mask, a label-quality score in [0, 1] (low =
@@ -36,7 +40,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-RULES = ("posterior", "joint", "prune_by_class", "confidence", "agreement", "clean_set")
+RULES = ("posterior", "prune_by_class", "confidence", "agreement", "clean_set")
 DEFAULT_CHUNK_SIZE = 8192
 SUM_TOLERANCE = 1e-3  # |row sum - 1| allowed in pred_probs (float32 softmax outputs)
 
@@ -54,6 +58,8 @@ class LabelIssues:
         first (ties: lower position first).
       rule: the rule that flagged them.
       transition: `posterior` only: the estimated noise transition matrix T[true, given] `[C, C]`.
+      note: why the rule differs from the one asked for (`posterior` falls back to `prune_by_class`
+        when the clusters of the predictions do not explain the given labels), else "".
     """
 
     is_issue: np.ndarray
@@ -62,6 +68,7 @@ class LabelIssues:
     ranked_issues: np.ndarray
     rule: str
     transition: Optional[np.ndarray] = None
+    note: str = ""
 
     @property
     def num_issues(self) -> int:
@@ -328,6 +335,12 @@ def estimate_transition(pred_probs, seed: int = 0, restarts: int = 5, max_points
     to 0.90 depending on the seed, against 0.90 for every seed by inertia with 3 restarts).
     Returns a row-stochastic `[C, C]` float64 matrix.
     """
+    return _cluster_transitions(pred_probs, None, seed, restarts, max_points, iterations)[0]
+
+
+def _cluster_transitions(pred_probs, labels, seed: int, restarts: int = 5, max_points: int = 20000,
+                         iterations: int = 30) -> tuple:
+    """(T from the cluster centers, T from the given labels of each cluster's members or None)."""
     pred_probs = np.asarray(pred_probs)
     num_examples, num_classes = pred_probs.shape
     rng = np.random.default_rng(seed)
@@ -338,19 +351,28 @@ def estimate_transition(pred_probs, seed: int = 0, restarts: int = 5, max_points
     best = None
     for _ in range(restarts):
         centers, assignment = _kmeans(points, min(num_classes, len(points)), rng, iterations)
-        sizes = np.bincount(assignment, minlength=len(centers)).astype(np.float64)
-        mass = np.zeros((num_classes, num_classes))
-        mass[:len(centers)] = sizes[:, None] * centers
-        classes = max_weight_assignment(mass)
         inertia = float(np.sum((points - centers[assignment]) ** 2))
         if best is None or inertia < best[0]:
-            best = (inertia, centers, classes, sizes)
-    _, centers, classes, sizes = best
-    transition = np.eye(num_classes)
-    filled = np.flatnonzero(sizes[:len(centers)] > 0)
-    transition[classes[filled]] = centers[filled]
-    transition = np.clip(transition, 0, None)
-    return transition / transition.sum(axis=1, keepdims=True)
+            best = (inertia, centers, assignment)
+    _, centers, assignment = best
+    sizes = np.bincount(assignment, minlength=len(centers)).astype(np.float64)
+    mass = np.zeros((num_classes, num_classes))
+    mass[:len(centers)] = sizes[:, None] * centers
+    classes = max_weight_assignment(mass)
+    filled = np.flatnonzero(sizes > 0)
+
+    def matrix(rows):
+        transition = np.eye(num_classes)
+        transition[classes[filled]] = rows[filled]
+        transition = np.clip(transition, 0, None)
+        return transition / transition.sum(axis=1, keepdims=True)
+
+    by_labels = None
+    if labels is not None:
+        histograms = np.zeros((len(centers), num_classes))
+        np.add.at(histograms, (assignment, np.asarray(labels)[positions]), 1.0)
+        by_labels = matrix(histograms)
+    return matrix(centers.astype(np.float64)), by_labels
 
 
 # ---------------------------------------------------------------------------------------------- rules
@@ -391,7 +413,7 @@ def confidence_rule_kept(labels: np.ndarray, self_confidence: np.ndarray, agrees
     return kept
 
 
-def find_label_issues(labels, pred_probs, rule: str = "joint", clean_scores=None, threshold: Optional[float] = None,
+def find_label_issues(labels, pred_probs, rule: str = "posterior", clean_scores=None, threshold: Optional[float] = None,
                       floor_fraction: float = 0.1, chunk_size: int = DEFAULT_CHUNK_SIZE,
                       seed: int = 0) -> LabelIssues:
     """Flags and ranks the examples whose given label is likely wrong.
@@ -401,23 +423,18 @@ def find_label_issues(labels, pred_probs, rule: str = "joint", clean_scores=None
       pred_probs: `[N, C]` out-of-sample predicted probabilities (rows sum to 1): K-fold predictions,
         never those of a model trained on these very labels (it would agree with them).
       rule: one of `RULES` (see the module docstring).
-        `joint`: per class c, n_c = the calibrated confident joint's off-diagonal count of row c (the
-        estimated number of wrong labels among the examples labeled c); the n_c examples labeled c of
-        lowest normalized margin P(c|x) - max_{k != c} P(k|x) are flagged, leaving out those whose
-        P(c|x) reaches the class's threshold t_c (the mean P(c|x) over the examples labeled c), which
-        the model backs; and every example whose best other class k reaches its threshold t_k with
-        P(k|x) > P(c|x) (off the confident joint's diagonal) with a margin below that of the class's
-        n_c-th lowest is flagged too.
       clean_scores: `[N, C]` one-vs-rest scores in [0, 1] from classifiers trained on a clean subset
         (rule `clean_set` only).
       threshold: `confidence`: P(label|x) that keeps a label (default 0.9); `clean_set`: the score that
-        keeps it (default 0.5).
+        keeps it (default 0.5); `posterior`: the probability of being right that keeps it (default 0.5).
       floor_fraction: `confidence`: the share of each class kept at least (the paper: 0.1).
       chunk_size: rows of pred_probs processed at once.
+      seed: `posterior`: the seed of the k-means runs (deterministic given it).
 
     Returns:
-      `LabelIssues`. The label quality is the normalized margin (P(label|x) - max_{k != label} P(k|x)
-      + 1) / 2 (`clean_set`: the clean score of the label), and ranked_issues orders the flagged
+      `LabelIssues`. The label quality is, for `posterior`, the estimated probability that the label is
+      right (ties broken by the normalized margin); for `clean_set` the clean score of the label; else the
+      normalized margin (P(label|x) - max_{k != label} P(k|x) + 1) / 2. ranked_issues orders the flagged
       examples by it.
     """
     if rule not in RULES:
@@ -447,9 +464,12 @@ def find_label_issues(labels, pred_probs, rule: str = "joint", clean_scores=None
                                          limit, floor_fraction)
     elif rule == "agreement":
         is_issue = stats.prediction != labels
+    elif rule == "posterior" and (transition := _reliable_transition(pred_probs, labels, seed)) is None:
+        counts, _, _ = estimate_issue_counts(labels, pred_probs, chunk_size, stats)
+        return _result(_lowest_per_class(labels, stats.self_confidence, counts), quality, labels, stats,
+                       "prune_by_class", note=UNRELIABLE_NOTE)
     elif rule == "posterior":
         limit = 0.5 if threshold is None else _check_fraction("threshold", threshold)
-        transition = estimate_transition(pred_probs, seed=seed)
         correct, suggested = _posterior_correct(labels, pred_probs, transition, chunk_size)
         is_issue = correct < limit
         stats = dataclasses.replace(stats, best_other_label=suggested)
@@ -457,17 +477,28 @@ def find_label_issues(labels, pred_probs, rule: str = "joint", clean_scores=None
         order_quality = correct - 1e-3 * (1.0 - quality)
         return _result(is_issue, np.clip(order_quality, 0.0, 1.0), labels, stats, rule, transition)
     else:
-        counts, joint, thresholds = estimate_issue_counts(labels, pred_probs, chunk_size, stats)
-        if rule == "prune_by_class":
-            is_issue = _lowest_per_class(labels, stats.self_confidence, counts)
-        else:
-            is_issue = _joint_rule(labels, stats, quality, counts, thresholds)
+        counts, _, _ = estimate_issue_counts(labels, pred_probs, chunk_size, stats)
+        is_issue = _lowest_per_class(labels, stats.self_confidence, counts)
     return _result(is_issue, quality, labels, stats, rule)
 
 
-def _joint_rule(labels, stats: _RowStats, quality, counts, thresholds) -> np.ndarray:
-    backed = stats.self_confidence >= thresholds[labels]
-    return _lowest_per_class(labels, quality, counts, candidates=~backed)
+MAX_CONDITION = 20.0  # of the label-based transition estimate the posterior rule trusts (_reliable_transition)
+UNRELIABLE_NOTE = ("the predictions do not cluster by class consistently with the given labels (an undertrained "
+                   "model, or predictions unrelated to the labels?), so prune_by_class was used instead of "
+                   "posterior")
+
+
+def _reliable_transition(pred_probs, labels, seed: int) -> Optional[np.ndarray]:
+    """`estimate_transition(pred_probs)`, or None when the clusters do not explain the given labels.
+
+    The check: the same clusters' *given labels* define a second estimate of T (row j: the label histogram
+    of the cluster matched to class j); when the predictions come from a model that learnt these labels,
+    it is well-conditioned like the first (condition number 2-9 on mnist5k's K-fold MLP predictions,
+    symmetric 0.2 to asymmetric 0.6); for predictions unrelated to the labels its rows are alike (47 to
+    2,800 on random probabilities), and then the posterior rule would flag at random.
+    """
+    transition, by_labels = _cluster_transitions(pred_probs, labels, seed)
+    return transition if np.linalg.cond(by_labels) <= MAX_CONDITION else None
 
 
 def _posterior_correct(labels, pred_probs, transition, chunk_size: int) -> tuple:
@@ -495,32 +526,38 @@ def _posterior_correct(labels, pred_probs, transition, chunk_size: int) -> tuple
     return correct, suggested
 
 
-def _result(is_issue, quality, labels, stats: _RowStats, rule: str, transition=None) -> LabelIssues:
+def _result(is_issue, quality, labels, stats: _RowStats, rule: str, transition=None, note: str = "") -> LabelIssues:
     is_issue = np.asarray(is_issue, bool)
     suggested = np.where(is_issue, stats.best_other_label, labels).astype(np.int64)
     flagged = np.flatnonzero(is_issue)
     ranked = flagged[np.lexsort((flagged, quality[flagged]))]
     return LabelIssues(is_issue=is_issue, label_quality=np.asarray(quality, np.float32),
                        suggested_label=suggested, ranked_issues=ranked.astype(np.int64), rule=rule,
-                       transition=transition)
+                       transition=transition, note=note)
 
 
 # ----------------------------------------------------------------------------------------- label health
 
 
 def label_health(labels, pred_probs, class_names: Optional[Sequence[str]] = None, top_pairs: int = 10,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict:
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, seed: int = 0) -> dict:
     """The label quality of a dataset, estimated from out-of-sample predictions (JSON-serializable).
 
+    Built on the `posterior` rule's estimates: the noise transition matrix T[true, given]
+    (`estimate_transition`) and each example's probability that its label is right; where the posterior
+    rule would fall back, on the calibrated confident joint instead (`estimator` says which).
+
     Returns:
-      `num_examples`, `num_classes`, `estimated_noise_rate` (the calibrated confident joint's
-      off-diagonal share), `per_class` (per given class: `labeled`, `estimated_issues`,
-      `estimated_issue_fraction`, `label_quality` (mean normalized margin of its examples),
-      `mean_self_confidence`), `confused_pairs` (the `top_pairs` largest off-diagonal cells of the
-      joint: `given`, `true` (estimated), `count`, `share_of_given` (of the examples labeled `given`,
-      the estimated share that really is `true`) and `flip_rate` (of the examples really `true`, the
-      estimated share labeled `given`)), `estimated_joint` (`[C, C]` counts; rows: given label,
-      columns: estimated true label) when C <= 100, and `thresholds` (per-class t_c) likewise.
+      `num_examples`, `num_classes`;
+      `estimated_noise_rate`: the share of wrong labels, sum_i n_i (1 - T[i, i]) / N with n = the
+        estimated true class sizes (the given class sizes times T^-1);
+      `per_class`: per given class `class`, `name`, `labeled`, `estimated_issues` (expected number of
+        wrong labels: the sum over its examples of 1 - P(label right)), `estimated_issue_fraction`,
+        `label_quality` (mean P(label right)), `mean_self_confidence` (mean P(label|x));
+      `confused_pairs`: the `top_pairs` largest estimated flows of true class `true` to given label
+        `given` (`count`), with `flip_rate` = T[true, given] (of the images really `true`, the share
+        labeled `given`) and `share_of_given` (of the examples labeled `given`, the share really `true`);
+      `estimated_transition`: T as a nested list, when C <= 100.
     """
     chunk_size = _check_chunk_size(chunk_size)
     pred_probs = check_pred_probs(pred_probs, chunk_size)
@@ -533,41 +570,49 @@ def label_health(labels, pred_probs, class_names: Optional[Sequence[str]] = None
     if isinstance(top_pairs, bool) or not isinstance(top_pairs, (int, np.integer)) or top_pairs < 0:
         raise ValueError(f"top_pairs must be an integer >= 0, got {top_pairs!r}")
     stats = _row_stats(labels, pred_probs, chunk_size)
-    counts, joint, thresholds = estimate_issue_counts(labels, pred_probs, chunk_size, stats)
-    quality = (stats.self_confidence.astype(np.float64) - stats.best_other + 1.0) / 2.0
-    labeled = np.bincount(labels, minlength=num_classes)
-    quality_sum = np.bincount(labels, weights=quality, minlength=num_classes)
+    labeled = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    transition = _reliable_transition(pred_probs, labels, seed)
+    reliable = transition is not None
+    if reliable:
+        right, _ = _posterior_correct(labels, pred_probs, transition, chunk_size)
+        wrong_sum = np.bincount(labels, weights=1.0 - right.astype(np.float64), minlength=num_classes)
+        true_sizes = np.clip(labeled @ np.linalg.pinv(transition), 0.0, None)
+        true_sizes *= num_examples / max(true_sizes.sum(), 1e-12)
+        flows = true_sizes[:, None] * transition  # [true, given] expected counts
+    else:  # the calibrated confident joint (rows: given, columns: true)
+        _, joint, _ = estimate_issue_counts(labels, pred_probs, chunk_size, stats)
+        flows = joint.T
+        wrong_sum = joint.sum(axis=1) - np.diag(joint)
+        transition = flows / np.maximum(flows.sum(axis=1, keepdims=True), 1e-12)
     confidence_sum = np.bincount(labels, weights=stats.self_confidence.astype(np.float64), minlength=num_classes)
     per_class = []
     for c in range(num_classes):
         n = int(labeled[c])
         per_class.append({
-            "class": c, "name": names[c], "labeled": n, "estimated_issues": int(counts[c]),
-            "estimated_issue_fraction": float(counts[c] / n) if n else 0.0,
-            "label_quality": float(quality_sum[c] / n) if n else None,
+            "class": c, "name": names[c], "labeled": n, "estimated_issues": int(round(wrong_sum[c])),
+            "estimated_issue_fraction": float(wrong_sum[c] / n) if n else 0.0,
+            "label_quality": float(1.0 - wrong_sum[c] / n) if n else None,
             "mean_self_confidence": float(confidence_sum[c] / n) if n else None,
         })
-    off_diagonal = joint.copy()
+    off_diagonal = flows.copy()
     np.fill_diagonal(off_diagonal, 0.0)
-    true_totals = joint.sum(axis=0)
-    flat = np.argsort(-off_diagonal, axis=None, kind="stable")[:top_pairs]
     pairs = []
-    for cell in flat:
-        given, true = divmod(int(cell), num_classes)
-        if off_diagonal[given, true] < 0.5:  # rounds to no example
+    for cell in np.argsort(-off_diagonal, axis=None, kind="stable")[:top_pairs]:
+        true, given = divmod(int(cell), num_classes)
+        if off_diagonal[true, given] < 0.5:  # rounds to no example
             break
         pairs.append({
             "given": given, "given_name": names[given], "true": true, "true_name": names[true],
-            "count": int(round(off_diagonal[given, true])),
-            "share_of_given": float(joint[given, true] / labeled[given]) if labeled[given] else 0.0,
-            "flip_rate": float(joint[given, true] / true_totals[true]) if true_totals[true] else 0.0,
+            "count": int(round(off_diagonal[true, given])), "flip_rate": float(transition[true, given]),
+            "share_of_given": float(off_diagonal[true, given] / labeled[given]) if labeled[given] else 0.0,
         })
     health = {
         "num_examples": int(num_examples), "num_classes": int(num_classes),
         "estimated_noise_rate": float(off_diagonal.sum() / num_examples),
-        "estimated_issues": int(counts.sum()), "per_class": per_class, "confused_pairs": pairs,
+        "per_class": per_class, "confused_pairs": pairs,
+        "estimator": "posterior" if reliable else "confident joint (the predictions do not cluster by class "
+                     "consistently with the labels)",
     }
     if num_classes <= 100:
-        health["estimated_joint"] = np.round(joint, 3).tolist()
-        health["thresholds"] = np.round(thresholds, 6).tolist()
+        health["estimated_transition"] = np.round(transition, 4).tolist()
     return health
