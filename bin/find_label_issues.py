@@ -1,47 +1,7 @@
 #!/usr/bin/env python3
-"""Which labels of a dataset are likely wrong, and what should they be? A label-health report.
+"""Which labels are likely wrong, and what should they be? See tf_twostage/programs/find_label_issues.py, or run with --help."""
 
-  python bin/find_label_issues.py --config=configs/mnist5k.py --workdir=runs/labels \\
-      [--config.label_issues.folds=5] [--config.label_issues.rule=posterior] [--pred_probs=FILE.npy]
-
-Reviews every noisily labeled example of the config's dataset (the training images, validation included)
-with out-of-sample predicted probabilities: K-fold training of the config's model (K =
-label_issues.folds; finished folds are not redone on a rerun), or the user's own `--pred_probs` (a
-float [N, C] .npy, rows in the order of the example ids: for folder/CSV data the sorted image paths).
-Writes DIR/label_issues/: issues.csv (most suspicious first), kept.csv (the examples not flagged, a
-`path,label` CSV for data.train of a later run with data.name=csv), label_health.json, label_health.md
-with plots/, pred_probs.npy. Prints a JSON summary.
-"""
-
-import json
-import sys
-
-from absl import app, flags
-from ml_collections import config_flags
-
-from tf_twostage.programs.flags import parse_flags
-from tf_twostage.runs.label_issues import find_label_issues_run
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the artifacts (label_issues/ inside it).")
-_PRED_PROBS = flags.DEFINE_string("pred_probs", "", "Own out-of-sample probabilities [N, C] (.npy) instead "
-                                  "of K-fold training.")
-_RESTART = flags.DEFINE_bool("restart", False, "Delete the workdir's run artifacts first and start over.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        summary = find_label_issues_run(_CONFIG.value, _WORKDIR.value, _PRED_PROBS.value, _RESTART.value,
-                                        progress=lambda line: print(line, flush=True))
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2))
-    return 0
-
+from tf_twostage.programs.find_label_issues import run
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    run()

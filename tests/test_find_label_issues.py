@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tf_twostage.runs.experiment import run_experiment
-from tests.test_experiment import ROOT, _smoke_config
+from tests.conftest import ROOT, smoke_config as _smoke_config
 
 CLASSES = ("blue", "green", "red")
 PER_CLASS = 10
