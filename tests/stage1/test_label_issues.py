@@ -170,6 +170,14 @@ def test_bad_inputs_are_one_line_errors(labels, probs, message):
         find_label_issues([0, 1], [[0.5, 0.5], [0.5, 0.5]], rule="nope")
 
 
+def test_top_level_import_of_the_functions_loads_no_tensorflow():
+    code = ("import sys; from tf_twostage import find_label_issues, label_health; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": ROOT}).stdout
+    assert output.strip() == "[]"
+
+
 def test_module_imports_no_tensorflow():
     # The file alone (as a user copying it, or a numpy-only process, would load it) needs numpy only.
     code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('label_issues', "
