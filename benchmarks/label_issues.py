@@ -52,6 +52,7 @@ _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "result
                               "Results file.")
 
 CLEANLAB_METHODS = ("prune_by_noise_rate", "prune_by_class")  # the default first
+NOISE_ESTIMATES = []  # label_health's estimated noise rate per setting and seed
 
 
 def setting_name(noise: str, seed: int) -> str:
@@ -153,6 +154,10 @@ def compare(noise: str, seeds) -> list:
         arrays = cached_predictions(noise, seed)
         labels, pred_probs = arrays["labels"], arrays["pred_probs"].astype(np.float32)
         truth = labels != arrays["clean_labels"]
+        health = issues_lib.label_health(labels, pred_probs)
+        NOISE_ESTIMATES.append({"noise": noise, "seed": seed, "realized_noise_rate": float(truth.mean()),
+                                "estimated_noise_rate": health["estimated_noise_rate"],
+                                "estimator": health["estimator"]})
         methods = {f"ours:{rule}": (lambda rule=rule: issues_lib.find_label_issues(labels, pred_probs, rule=rule)
                                     .is_issue) for rule in issues_lib.RULES if rule != "clean_set"}
         for method in CLEANLAB_METHODS:
@@ -256,14 +261,17 @@ def main(argv):
     previous = io_utils.read_json(_OUTPUT.value) if os.path.exists(_OUTPUT.value) else {}
     command = "python benchmarks/label_issues.py " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
     results = {"dataset": "mnist5k (4,000 noisy training images, train + validation)",
-               "preset": "configs/mnist5k.py (MLP), K-fold out-of-sample pred_probs",
+               "preset": f"configs/mnist5k.py (MLP), {_FOLDS.value}-fold out-of-sample pred_probs "
+                         f"({_PREDICTIONS.value}), stage1.epochs={_EPOCHS.value or 40}",
                "folds": _FOLDS.value, "date": datetime.date.today().isoformat(), "command": command,
-               "rows": previous.get("rows", []), "scale": previous.get("scale")}
+               "rows": previous.get("rows", []), "scale": previous.get("scale"),
+               "noise_rate_estimates": previous.get("noise_rate_estimates", [])}
     if not _SCALE_ONLY.value:
         rows = []
         for noise in _NOISE.value:
             rows.extend(compare(noise, seeds))
         results["rows"] = rows
+        results["noise_rate_estimates"] = NOISE_ESTIMATES
         print(markdown(rows))
     if _SCALE.value or _SCALE_ONLY.value:
         results["scale"] = scale_benchmark(int(_SCALE_SHAPE.value[0]), int(_SCALE_SHAPE.value[1]))

@@ -67,7 +67,18 @@ def test_health_estimates_the_flip_rates_and_noise_rate():
     assert health["estimator"] == "posterior"
 
 
-@pytest.mark.parametrize("rule", ("posterior",) + THRESHOLD_RULES)
+def test_adaptive_picks_posterior_for_pair_flips_and_prune_by_class_for_symmetric_noise():
+    labels, probs, _ = noisy_model_predictions(pair_flips(5, {0: (1, 0.6), 2: (3, 0.3)}))
+    issues = find_label_issues(labels, probs)  # the default rule
+    assert issues.rule == "posterior" and issues.note.startswith("adaptive: the estimated noise is directional")
+    symmetric = np.full((5, 5), 0.3 / 4) + np.eye(5) * (0.7 - 0.3 / 4)
+    labels, probs, true = noisy_model_predictions(symmetric, spread=0.3, seed=7)
+    issues = find_label_issues(labels, probs)
+    assert issues.rule == "prune_by_class" and "not directional" in issues.note
+    np.testing.assert_array_equal(issues.is_issue, find_label_issues(labels, probs, rule="prune_by_class").is_issue)
+
+
+@pytest.mark.parametrize("rule", ("adaptive", "posterior") + THRESHOLD_RULES)
 def test_no_issue_when_confident_predictions_agree_with_every_label(rule):
     labels, probs, _ = noisy_model_predictions(np.eye(4), per_class=30)
     issues = find_label_issues(labels, probs, rule=rule)
@@ -134,7 +145,7 @@ def test_posterior_falls_back_when_predictions_do_not_explain_the_labels():
     probs = rng.dirichlet(np.full(6, 5.0), 400).astype(np.float32)  # near uniform: no cluster per class
     labels = rng.integers(0, 6, 400)
     issues = find_label_issues(labels, probs, rule="posterior")
-    assert issues.rule == "prune_by_class" and "instead of posterior" in issues.note
+    assert issues.rule == "prune_by_class" and issues.note.startswith("posterior: the predictions do not cluster")
     np.testing.assert_array_equal(issues.is_issue, find_label_issues(labels, probs, rule="prune_by_class").is_issue)
     assert label_health(labels, probs)["estimator"].startswith("confident joint")
 
