@@ -605,8 +605,10 @@ def label_health(labels, pred_probs, class_names: Optional[Sequence[str]] = None
     """The label quality of a dataset, estimated from out-of-sample predictions (JSON-serializable).
 
     Built on the `posterior` rule's estimates: the noise transition matrix T[true, given]
-    (`estimate_transition`) and each example's probability that its label is right; where the posterior
-    rule would fall back, on the calibrated confident joint instead (`estimator` says which).
+    (`estimate_transition`) and each example's probability that its label is right, where the `adaptive`
+    rule picks `posterior`; elsewhere on the calibrated confident joint (`estimator` says which). On
+    mnist5k the posterior estimate of the noise rate counted the model's own confusions as flips under
+    symmetric noise (0.42 at a realized 0.20), where the confident joint's was closer.
 
     Returns:
       `num_examples`, `num_classes`;
@@ -633,7 +635,7 @@ def label_health(labels, pred_probs, class_names: Optional[Sequence[str]] = None
     stats = _row_stats(labels, pred_probs, chunk_size)
     labeled = np.bincount(labels, minlength=num_classes).astype(np.float64)
     transition = _reliable_transition(pred_probs, labels, seed)
-    reliable = transition is not None
+    reliable = transition is not None and transition_asymmetry(transition) >= MIN_ASYMMETRY
     if reliable:
         right, _ = _posterior_correct(labels, pred_probs, transition, chunk_size)
         wrong_sum = np.bincount(labels, weights=1.0 - right.astype(np.float64), minlength=num_classes)
@@ -671,8 +673,7 @@ def label_health(labels, pred_probs, class_names: Optional[Sequence[str]] = None
         "num_examples": int(num_examples), "num_classes": int(num_classes),
         "estimated_noise_rate": float(off_diagonal.sum() / num_examples),
         "per_class": per_class, "confused_pairs": pairs,
-        "estimator": "posterior" if reliable else "confident joint (the predictions do not cluster by class "
-                     "consistently with the labels)",
+        "estimator": "posterior" if reliable else "confident joint",
     }
     if num_classes <= 100:
         health["estimated_transition"] = np.round(transition, 4).tolist()
