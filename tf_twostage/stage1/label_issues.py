@@ -198,11 +198,17 @@ def _row_stats(labels: np.ndarray, pred_probs: np.ndarray, chunk_size: int) -> _
 def per_class_thresholds(labels: np.ndarray, self_confidence: np.ndarray, num_classes: int) -> np.ndarray:
     """t_c: the mean P(c|x) over the examples labeled c (confident learning's per-class threshold).
 
-    A class without examples gets threshold 1 (nothing is confidently it).
+    Computed as cleanlab does (a float32 mean per class, at least 2e-6), so that confident joints match
+    to the example; a class without examples gets 2 (nothing is confidently it).
     """
-    counts = np.bincount(labels, minlength=num_classes)
-    sums = np.bincount(labels, weights=self_confidence.astype(np.float64), minlength=num_classes)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), 1.0)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    values = np.asarray(self_confidence, np.float32)[order]
+    starts = np.searchsorted(sorted_labels, np.arange(num_classes), side="left")
+    ends = np.searchsorted(sorted_labels, np.arange(num_classes), side="right")
+    thresholds = np.array([np.mean(values[start:end]) if end > start else 2.0 for start, end in zip(starts, ends)],
+                          np.float32)
+    return np.clip(thresholds, 2e-6, None)
 
 
 def confident_joint(labels: np.ndarray, pred_probs: np.ndarray, thresholds: np.ndarray,
@@ -213,7 +219,7 @@ def confident_joint(labels: np.ndarray, pred_probs: np.ndarray, thresholds: np.n
     where no class reaches its threshold. Rows: given label; columns: the (confidently) predicted true label.
     """
     num_examples, num_classes = pred_probs.shape
-    thresholds = np.asarray(thresholds, np.float32) - 1e-6
+    thresholds = np.asarray(thresholds, np.float32) - np.float32(1e-6)
     confident = np.empty(num_examples, np.int64)
     for start in range(0, num_examples, chunk_size):
         block = np.asarray(pred_probs[start:start + chunk_size], dtype=np.float32)
@@ -420,7 +426,7 @@ def round_preserving_row_totals(matrix: np.ndarray) -> np.ndarray:
             difference = np.round(target - total)
             step = -1 if difference < 0 else 1
             changes = min(int(abs(difference)), len(values))
-            ints[np.argsort(values - ints)[::-1][:changes]] += step
+            ints[np.argsort(values - ints)[::-step][:changes]] += step  # most under- (over-)rounded first
             total = np.round(ints.sum())
     return rounded.astype(np.int64)
 
