@@ -3,6 +3,7 @@
 The pieces a notebook needs are importable from the top level:
 
     from tf_twostage import load_mnist5k, transition_matrix, add_label_noise, supervised_dataset
+    from tf_twostage import find_label_issues, label_health  # numpy in, numpy out
 
 They are loaded on first use (PEP 562), so `import tf_twostage` itself does not import TensorFlow: the
 programs set TensorFlow's logging before it loads, and the numpy-only functions stay light.
@@ -30,6 +31,9 @@ _EXPORTS = {
     "DatasetSplits": "tf_twostage.data.source",
     "ImageSplit": "tf_twostage.data.source",
     "build_classifier": "tf_twostage.models",
+    "LabelIssues": "tf_twostage.stage1.label_issues",
+    "find_label_issues": "tf_twostage.stage1.label_issues",
+    "label_health": "tf_twostage.stage1.label_issues",
 }
 
 __all__ = sorted(_EXPORTS)

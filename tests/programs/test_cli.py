@@ -9,7 +9,8 @@ import pytest
 from tf_twostage.programs import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PROGRAMS = ("run_experiment", "train_stage1", "select_labels", "export", "evaluate", "predict", "report")
+PROGRAMS = ("run_experiment", "train_stage1", "select_labels", "export", "evaluate", "predict", "report",
+            "find_label_issues")
 
 
 def test_a_preset_name_resolves_to_the_packaged_file():

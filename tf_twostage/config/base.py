@@ -114,6 +114,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Prediction, feature extraction and evaluation batches; 0 = twice the training batch size.
     config.train.eval_batch_size = 0
 
+    config.label_issues = ml_collections.ConfigDict()  # bin/find_label_issues.py (issue 16)
+    config.label_issues.folds = 5  # K of the out-of-sample (K-fold) predicted probabilities
+    config.label_issues.rule = "auto"  # auto = adaptive; or one of tf_twostage.stage1.label_issues.RULES
+
     config.distribution = ml_collections.ConfigDict()
     config.distribution.strategy = "auto"  # auto | none | mirrored | multi_worker
 

@@ -21,6 +21,7 @@ from tf_twostage.training.optimizers import OPTIMIZER_NAMES
 from tf_twostage.training.precision import DTYPE_POLICIES
 from tf_twostage.stage1.selection import TOP_UP_POOLS
 from tf_twostage.stage1.clusters import TRANSITION_ESTIMATES
+from tf_twostage.stage1.label_issues import RULES as LABEL_ISSUE_RULES
 
 STAGE2_ALGORITHMS = ("pi", "temporal_ensembling")
 BAD_FILE_POLICIES = ("error", "skip")
@@ -59,6 +60,8 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _in_range("baselines.filter_percentile", config.baselines.filter_percentile, 0.0, 100.0)
     _in_range("baselines.beta_soft", config.baselines.beta_soft, 0.0, 1.0)
     _in_range("baselines.beta_hard", config.baselines.beta_hard, 0.0, 1.0)
+    _integer("label_issues.folds", config.label_issues.folds, minimum=2)
+    _one_of("label_issues.rule", config.label_issues.rule, ("auto",) + LABEL_ISSUE_RULES)
 
 
 def _check_train(train) -> None:

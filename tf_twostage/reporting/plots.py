@@ -122,12 +122,13 @@ def choose_examples_per_class(noisy_labels, kept, num_classes: int, per_group: i
     return chosen
 
 
-def plot_image_grid(path: str, rows: Sequence, per_group: int, title: str = "") -> None:
+def plot_image_grid(path: str, rows: Sequence, per_group: int, title: str = "",
+                    headings: Sequence[str] = ("kept (labeled in Stage 2)", "dropped (unlabeled in Stage 2)")) -> None:
     """Kept (left) versus dropped (right) training images, one row per class, like the paper's Figure 4.
 
     `rows`: per class `(class_name, kept_items, dropped_items)`, each item `(image, caption, wrong)` with
     `image` uint8 `[H, W, C]` (all of one shape), `caption` the text above it and `wrong` True to print it
-    in red (a noisy label known to be incorrect). Empty slots stay blank. The images are laid out in one
+    in red (a noisy label known to be incorrect). `headings` name the left and right groups. Empty slots stay blank. The images are laid out in one
     mosaic (one `imshow`, not one axis per image: several times faster).
     """
     if not rows:
@@ -164,8 +165,8 @@ def plot_image_grid(path: str, rows: Sequence, per_group: int, title: str = "") 
         axis.text(x, y, text, color=color, fontsize=size, ha=align, va="bottom" if align == "center" else "center")
     axis.axis("off")
     middle = per_group * cell_w / mosaic.shape[1]
-    figure.text(0.07 + 0.92 * middle / 2, 0.99, "kept (labeled in Stage 2)", ha="center", va="top", fontsize=10)
-    figure.text(0.07 + 0.92 * (1 + middle + gap / mosaic.shape[1]) / 2, 0.99, "dropped (unlabeled in Stage 2)",
+    figure.text(0.07 + 0.92 * middle / 2, 0.99, headings[0], ha="center", va="top", fontsize=10)
+    figure.text(0.07 + 0.92 * (1 + middle + gap / mosaic.shape[1]) / 2, 0.99, headings[1],
                 ha="center", va="top", fontsize=10)
     if title:
         figure.text(0.5, 0.005, title, ha="center", va="bottom", fontsize=9)
