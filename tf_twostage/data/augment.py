@@ -19,8 +19,9 @@ import tensorflow as tf
 
 
 class RandomFlipTranslate:
-    """Batch augmenter for images scaled to [0, 1]: `augmenter(images, seed)` with `seed` a `[2]` int
-    tensor (stateless). Without a seed (eager, interactive use) one is drawn from the global RNG."""
+    """Batch augmenter (`[B, H, W, C]`, any dtype; the pipelines pass uint8): `augmenter(images, seed)` with
+    `seed` a `[2]` int tensor (stateless). Without a seed (eager, interactive use) one is drawn from the
+    global RNG."""
 
     def __init__(self, image_shape, flip: bool = False, translate_px: int = 0, seed: int = 0):
         self.image_shape = tuple(int(size) for size in image_shape)
@@ -36,36 +37,58 @@ class RandomFlipTranslate:
             seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
         seed = tf.cast(seed, tf.int64) + tf.constant([self.seed, 0], tf.int64)
         flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if self.translate_px:  # the flips are folded into the per-image crops
+            return translate(images, self.translate_px, shift_seed, flips=flip_draws(images, flip_seed)
+                             if self.flip else None)
         if self.flip:
             images = tf.image.stateless_random_flip_left_right(images, flip_seed)
-        if self.translate_px:
-            images = translate(images, self.translate_px, shift_seed)
         return images
 
 
-def translate(images: tf.Tensor, max_shift: int, seed) -> tf.Tensor:
+def flip_draws(images: tf.Tensor, seed) -> tf.Tensor:
+    """bool `[B]`: which images `tf.image.stateless_random_flip_left_right(images, seed)` mirrors (the same
+    draw: a uniform per image, mirrored when it rounds to 1)."""
+    uniform = tf.random.stateless_uniform([tf.shape(images)[0]], seed, minval=0, maxval=1.0)
+    return tf.round(uniform) > 0.5
+
+
+def translate(images: tf.Tensor, max_shift: int, seed, flips=None) -> tf.Tensor:
     """Shifts each image of the batch by its own integer offset in [-max_shift, max_shift] (zero fill).
 
-    Pad, then two plain row gathers (rows of every image, then, transposed, its columns) from the batch
-    flattened along its first axes: `tf.gather(..., batch_dims=1)` builds the same indices with a dozen
-    more ops, and the two-view Pi stream spent 40% more CPU per batch on it (benchmarks/speed.py).
+    With `flips` (bool `[B]`), the images marked are mirrored left-right *before* the shift, as
+    `tf.image.stateless_random_flip_left_right` would, but in the same pass: a shift of the mirrored
+    image is the mirror of the image shifted the other way. Any dtype (uint8 before scaling is 4x less
+    memory traffic than float32; zero fill and mirroring commute with the scaling).
+
+    Pad, then one slice (and a reverse when mirrored) per image in a `map_fn`: per image this is a copy
+    of its pixels. Two row gathers with transposes over the batch cost 3x the CPU, a single pixel gather
+    2x, at 224x224 (benchmarks/scale.py).
     """
     height, width, channels = images.shape[1], images.shape[2], images.shape[3]
     batch = tf.shape(images)[0]
     offsets = tf.random.stateless_uniform([batch, 2], seed, minval=0, maxval=2 * max_shift + 1, dtype=tf.int32)
     padded = tf.pad(images, [[0, 0], [max_shift, max_shift], [max_shift, max_shift], [0, 0]])
-    padded_height, padded_width = height + 2 * max_shift, width + 2 * max_shift
-    first = tf.range(batch)[:, tf.newaxis]
-    rows = first * padded_height + offsets[:, :1] + tf.range(height)[tf.newaxis]  # [B, H] into B * Hp rows
-    shifted = tf.gather(tf.reshape(padded, [-1, padded_width, channels]), rows)  # [B, H, Wp, C]
-    columns = first * padded_width + offsets[:, 1:] + tf.range(width)[tf.newaxis]  # [B, W] into B * Wp
-    by_column = tf.reshape(tf.transpose(shifted, [0, 2, 1, 3]), [-1, height, channels])  # [B * Wp, H, C]
-    return tf.transpose(tf.gather(by_column, columns), [0, 2, 1, 3])
+    if flips is None:
+        flips = tf.zeros([batch], tf.bool)
+    # A mirrored image shifted by d columns is the mirror of the image shifted by -d: offset o -> 2M - o.
+    column_offsets = tf.where(flips, 2 * max_shift - offsets[:, 1], offsets[:, 1])
+
+    def crop(args):
+        image, row, column, flip = args
+        cropped = tf.slice(image, tf.stack([row, column, 0]), [height, width, channels])
+        return tf.cond(flip, lambda: tf.reverse(cropped, [1]), lambda: cropped)
+
+    return tf.map_fn(
+        crop,
+        (padded, offsets[:, 0], column_offsets, flips),
+        fn_output_signature=tf.TensorSpec([height, width, channels], images.dtype),
+        parallel_iterations=16,
+    )
 
 
 def build_augmenter(image_shape, flip: bool = False, translate_px: int = 0, seed: int = 0
                     ) -> Optional[RandomFlipTranslate]:
-    """A batch augmenter for images scaled to [0, 1], or None when nothing is asked."""
+    """A batch augmenter (flip, translation), or None when nothing is asked."""
     height, width, _ = image_shape
     if translate_px < 0 or translate_px >= min(height, width):
         raise ValueError(

@@ -27,6 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_twostage.training.trainer import ClassifierTrainer
+from tf_twostage.data import source
 from tf_twostage.data.preprocess import Preprocessor
 
 EXPORT_DIR = "export"  # under a run's workdir
@@ -189,13 +190,8 @@ def _build_archive(classifier, preprocessor, mean_image, image_shape, names_file
 
 def decode_image_bytes(data: tf.Tensor, image_shape: Sequence[int]) -> tf.Tensor:
     """TF function: encoded image bytes -> uint8 `image_shape`, decoded and resized as the pipelines do
-    (`tf_twostage.data.source.decode_image_file`, minus the file read)."""
-    height, width, channels = image_shape
-    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
-    image = tf.image.resize(image, (height, width), method="bilinear", antialias=True)
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-    image.set_shape((height, width, channels))
-    return image
+    (`tf_twostage.data.source.decode_image_bytes`)."""
+    return source.decode_image_bytes(data, image_shape)
 
 
 def _check_image_shape(image_shape) -> tuple:
