@@ -60,7 +60,8 @@ On CPU the rows run under the config's `train.dtype_policy` and `train.jit_compi
 default; `--config.train.dtype_policy=mixed_bfloat16` measures mixed precision). When a GPU is visible,
 each model gets GPU rows too: the same variants on /GPU:0 under mixed_float16 (loss-scaled by the
 trainers' base step, as in a run) with jit_compile=True; that path is untested here (no GPU on the
-machine the results were made on). Writes --output atomically and prints a table;
+machine the results were made on). --rows replaces these rows (benchmarks/gpu_check.sh asks for float32
+and mixed_float16 with XLA on and off). Writes --output atomically and prints a table;
 the models that --models leaves out keep their entries of an existing --output (--nomerge: dropped),
 each model with the `date` and `command` that measured it.
 Never part of the test suite.
@@ -97,8 +98,8 @@ from tf_twostage.runs.stage2 import build_semi_supervised_classifier, consistenc
 from tf_twostage.stage2.temporal_ensembling import EnsembleUpdate, TemporalEnsembling  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = ("mlp", "resnet14")
-AUTO_STEPS = {"mlp": 300, "resnet14": 20}  # timed steps per measurement when --steps=0
+MODELS = ("mlp", "resnet14", "resnet50")  # resnet50 needs images of at least 32x32 (e.g. configs/clothing1m.py)
+AUTO_STEPS = {"mlp": 300, "resnet14": 20, "resnet50": 10}  # timed steps per measurement when --steps=0
 TRAINERS = ("ce", "ce_adam", "pi_stopgrad", "pi", "temporal_ensembling")
 PIPELINE_OF = {"ce_pipeline": "ce", "pi_pipeline": "pi",
                "temporal_ensembling_pipeline": "temporal_ensembling"}
@@ -115,6 +116,10 @@ _WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed steps at the start of every
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Rounds of all variants (medians over rounds).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Global batch size B (images per step; even).")
 _TENSOR_BATCHES = flags.DEFINE_integer("tensor_batches", 8, "Batches materialized for the tensor-fed fits.")
+_ROWS = flags.DEFINE_list("rows", [], "Rows per model instead of the default ones, each DEVICE:POLICY:JIT "
+                          "(cpu|gpu : float32|mixed_float16|mixed_bfloat16 : jit|nojit), overriding train.dtype_policy "
+                          "and train.jit_compile; the first is the model's entry, the others go under its 'rows'; gpu "
+                          "rows are skipped when no GPU is visible.")
 _MERGE = flags.DEFINE_bool("merge", True, "Keep the models of an existing --output that --models leaves out.")
 _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "speed.json"),
                               "JSON results file.")
@@ -304,6 +309,22 @@ def run_model(config, data, name: str, device: str) -> dict:
     return result
 
 
+DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def parse_row(row: str, config) -> tuple:
+    """'gpu:mixed_float16:jit' -> ('/GPU:0', config with that policy and XLA), or a UsageError naming it."""
+    parts = row.split(":")
+    if (len(parts) != 3 or parts[0] not in ("cpu", "gpu") or parts[1] not in DTYPE_POLICIES
+            or parts[2] not in ("jit", "nojit")):
+        raise app.UsageError(f"--rows: {row!r} is not DEVICE:POLICY:JIT with DEVICE cpu|gpu, POLICY one of "
+                             f"{'|'.join(DTYPE_POLICIES)}, JIT jit|nojit")
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.train.dtype_policy = parts[1]
+    config.train.jit_compile = parts[2] == "jit"
+    return f"/{parts[0].upper()}:0", config
+
+
 def gpu_config(config) -> ml_collections.ConfigDict:
     """`config` with the GPU rows' settings: mixed_float16 (loss-scaled) and XLA."""
     config = ml_collections.ConfigDict(config.to_dict())
@@ -380,13 +401,24 @@ def main(argv):
               "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/speed.py", *sys.argv[1:]]),
               "dataset": config.data.name, "train_examples": len(data.train),
               "image_shape": list(data.image_shape), "batch_size": _BATCH_SIZE.value}
+    if _ROWS.value:  # untested on a GPU: none where this was written
+        settings = [(row, *parse_row(row, config)) for row in _ROWS.value]
+        settings = [setting for setting in settings if gpus or setting[1] != "/GPU:0"]
+        if not settings:
+            raise app.UsageError(f"--rows: no GPU is visible, and every row asks for one: {','.join(_ROWS.value)}")
+    else:
+        settings = [("cpu", "/CPU:0", config)] + ([("gpu", "/GPU:0", gpu_config(config))] if gpus else [])
     rows = {}
     for name in _MODELS.value:
-        rows[name] = run_model(config, data, name, "/CPU:0")
-        report[name] = dict(rows[name], date=report["date"], command=report["command"])
-        if gpus:  # untested: no GPU where this was written
-            rows[f"{name} gpu"] = run_model(gpu_config(config), data, name, "/GPU:0")
-            report[name]["gpu"] = rows[f"{name} gpu"]
+        for position, (row, device, row_config) in enumerate(settings):
+            label = name if position == 0 else f"{name} {row}"
+            rows[label] = run_model(row_config, data, name, device)
+            if position == 0:
+                report[name] = dict(rows[label], date=report["date"], command=report["command"])
+            elif not _ROWS.value:
+                report[name]["gpu"] = rows[label]
+            else:
+                report[name].setdefault("rows", {})[row] = rows[label]
     if _MERGE.value and os.path.exists(_OUTPUT.value):
         report = keep_other_models(io_utils.read_json(_OUTPUT.value), report)
     io_utils.write_json(_OUTPUT.value, report)  # atomic (creates the folder)
