@@ -76,3 +76,18 @@ def test_resizing_is_antialiased_only_when_shrinking_by_half_or_more(size, antia
     other = tf.image.resize(pixels, size, method="bilinear", antialias=not antialias)
     other = tf.cast(tf.clip_by_value(tf.round(other), 0, 255), tf.uint8).numpy()
     assert not np.array_equal(decoded, other)
+
+
+def test_permuted_passes_cover_every_member_once_per_pass_in_new_orders():
+    from tf_twostage.data.pipelines import permuted_passes  # pylint: disable=import-outside-toplevel
+
+    members = np.arange(10, 60, 5, dtype=np.int64)
+    drawn = np.array(list(permuted_passes(members, seed=3).take(3 * len(members)).as_numpy_iterator()))
+    passes = drawn.reshape(3, len(members))
+
+    assert all(sorted(p) == members.tolist() for p in passes)
+    assert len({tuple(p) for p in passes}) == 3
+    again = list(permuted_passes(members, seed=3).take(len(members)).as_numpy_iterator())
+    assert again == passes[0].tolist()
+    assert list(permuted_passes(members, seed=4).take(len(members)).as_numpy_iterator()) != again
+    assert sorted(permuted_passes(members, seed=3, repeat=False).as_numpy_iterator()) == members.tolist()

@@ -44,8 +44,8 @@ def stratified_holdout(labels, fraction: float, seed: int):
 def class_balanced_positions(labels, seed: int, positions=None) -> tf.data.Dataset:
     """An endless stream of positions in which every class present is equally likely.
 
-    Each class's positions are reshuffled on every pass and repeated, so rare classes are oversampled;
-    each draw's class is uniform over the classes present, drawn from a stateless seed stream (so the
+    Each class's positions are permuted anew on every pass (`permuted_passes`) and repeated, so rare
+    classes are oversampled; each draw's class is uniform over the classes present, drawn from a stateless seed stream (so the
     stream is the same in any thread schedule). `positions` restricts the draw to a labeled subset
     (default: all positions); classes without examples are left out.
     """
@@ -56,11 +56,7 @@ def class_balanced_positions(labels, seed: int, positions=None) -> tf.data.Datas
     per_class = []
     for c in np.unique(labels[positions]):
         members = positions[labels[positions] == c].astype(np.int64)
-        per_class.append(
-            tf.data.Dataset.from_tensor_slices(members)
-            .shuffle(len(members), seed=seed + int(c), reshuffle_each_iteration=True)
-            .repeat()
-        )
+        per_class.append(permuted_passes(members, seed + int(c)))
     if len(per_class) == 1:
         return per_class[0]
     # The class of each draw, a chunk of draws per stateless op call: `sample_from_datasets` makes one
@@ -79,8 +75,25 @@ _CHOICE_CHUNK = 1024  # class draws per stateless op call
 
 def shuffled_positions(count: int, seed: int, repeat: bool = True) -> tf.data.Dataset:
     """Positions 0..count-1, reshuffled on each pass (seeded), repeated forever when `repeat`."""
-    dataset = tf.data.Dataset.range(count).shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    return dataset.repeat() if repeat else dataset
+    return permuted_passes(np.arange(count, dtype=np.int64), seed, repeat=repeat)
+
+
+def permuted_passes(members, seed: int, repeat: bool = True) -> tf.data.Dataset:
+    """`members` (int64) in a new permutation on every pass, a pure function of (seed, pass); endless when
+    `repeat`, else one pass.
+
+    A permutation drawn per pass (`stateless_shuffle`) holds 8 bytes per member; a full-size
+    `Dataset.shuffle` buffer held about 200 bytes per element (a tensor each): 200 MB per stream over a
+    million positions, and a Stage-2 stream has three such buffers (benchmarks/scale.py).
+    """
+    members = tf.constant(np.asarray(members, np.int64))
+
+    def one_pass(pass_index):
+        seeds = tf.stack([tf.constant(seed, tf.int64), pass_index])
+        return tf.gather(members, tf.random.experimental.stateless_shuffle(tf.range(tf.size(members)), seeds))
+
+    passes = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    return passes.map(one_pass).unbatch()
 
 
 def gather_batches(split: ImageSplit, positions: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
@@ -115,8 +128,7 @@ def supervised_dataset(
         if balance_classes:
             stream = class_balanced_positions(split.labels, seed, positions)
         elif positions is not None:
-            stream = tf.data.Dataset.from_tensor_slices(np.asarray(positions, np.int64))
-            stream = stream.shuffle(len(positions), seed=seed, reshuffle_each_iteration=True).repeat()
+            stream = permuted_passes(positions, seed)
         else:
             stream = shuffled_positions(len(split), seed)
     else:
