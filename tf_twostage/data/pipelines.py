@@ -45,8 +45,8 @@ def class_balanced_positions(labels, seed: int, positions=None) -> tf.data.Datas
     """An endless stream of positions in which every class present is equally likely.
 
     Each class's positions are permuted anew on every pass (`permuted_passes`) and repeated, so rare
-    classes are oversampled; each draw's class is uniform over the classes present, drawn from a stateless seed stream (so the
-    stream is the same in any thread schedule). `positions` restricts the draw to a labeled subset
+    classes are oversampled; each draw's class is uniform over the classes present, drawn from a
+    stateless seed stream (so the stream is the same in any thread schedule). `positions` restricts the draw to a labeled subset
     (default: all positions); classes without examples are left out.
     """
     labels = np.asarray(labels)
@@ -84,7 +84,7 @@ def permuted_passes(members, seed: int, repeat: bool = True) -> tf.data.Dataset:
 
     A permutation drawn per pass (`stateless_shuffle`) holds 8 bytes per member; a full-size
     `Dataset.shuffle` buffer held about 200 bytes per element (a tensor each): 200 MB per stream over a
-    million positions, and a Stage-2 stream has three such buffers (benchmarks/scale.py).
+    million positions, and a Stage-2 stream holds two sets of them (its labeled and its unlabeled half).
     """
     members = tf.constant(np.asarray(members, np.int64))
 
