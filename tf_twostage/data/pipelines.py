@@ -46,8 +46,8 @@ def class_balanced_positions(labels, seed: int, positions=None) -> tf.data.Datas
 
     Each class's positions are permuted anew on every pass (`permuted_passes`) and repeated, so rare
     classes are oversampled; each draw's class is uniform over the classes present, drawn from a
-    stateless seed stream (so the stream is the same in any thread schedule). `positions` restricts the draw to a labeled subset
-    (default: all positions); classes without examples are left out.
+    stateless seed stream (so the stream is the same in any thread schedule). `positions` restricts the
+    draw to a labeled subset (default: all positions); classes without examples are left out.
     """
     labels = np.asarray(labels)
     positions = np.arange(len(labels)) if positions is None else np.asarray(positions, np.int64)
