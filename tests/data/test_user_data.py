@@ -94,11 +94,16 @@ def test_grayscale_images_resized_to_image_size(folder_root):
 
 
 def test_folder_class_names_given_keep_their_order(folder_root):
-    names = ("emu", "dog", "cat", "yak")
+    names = ("emu", "dog", "cat")
     splits = _load("folder", folder_root, train="train", test="test", class_names=names)
 
-    assert splits.num_classes == 4
+    assert splits.num_classes == 3
     assert splits.train.labels.tolist() == [2, 2, 1, 1, 0]
+
+
+def test_a_given_class_without_training_images_is_refused(folder_root):
+    with pytest.raises(ValueError, match="1 of 4 classes have no training images: 'yak'"):
+        _load("folder", folder_root, train="train", test="test", class_names=("emu", "dog", "cat", "yak"))
 
 
 def test_test_class_folder_unknown_to_training_is_named(folder_root):
@@ -181,19 +186,25 @@ def test_csv_integer_labels_count_classes_over_all_sources(csv_root):
     (csv_root / "train.csv").write_text("img/a.png,0\nimg/b.png,2\n")
     (csv_root / "test.csv").write_text("img/d.png,4\n")
 
+    # Classes 0..4 are counted over all sources; 1, 3 and 4 have no training image: refused, since a
+    # label only in the test split (4) can never be predicted.
+    with pytest.raises(ValueError, match=r"3 of 5 classes have no training images \(its labels occur only in the "
+                                         r"test split\): '1', '3', '4' \(1 test images\)"):
+        _load("csv", csv_root, train="train.csv", test="test.csv")
+    (csv_root / "train.csv").write_text("img/a.png,0\nimg/b.png,2\nimg/c.jpg,1\n")
+    (csv_root / "test.csv").write_text("img/d.png,2\n")
     splits = _load("csv", csv_root, train="train.csv", test="test.csv")
-
-    assert splits.class_names == ("0", "1", "2", "3", "4")
-    assert splits.train.labels.tolist() == [0, 2] and splits.test.labels.tolist() == [4]
+    assert splits.class_names == ("0", "1", "2")
+    assert splits.train.labels.tolist() == [0, 2, 1] and splits.test.labels.tolist() == [2]
 
 
 def test_csv_labels_may_be_names_or_ids_of_given_class_names(csv_root):
-    (csv_root / "train.csv").write_text("img/a.png,bird\nimg/b.png,0\n")
+    (csv_root / "train.csv").write_text("img/a.png,bird\nimg/b.png,0\nimg/c.jpg,1\n")
 
     names = ["cat", "dog", "bird"]
     splits = _load("csv", csv_root, train="train.csv", test="test.csv", class_names=names)
 
-    assert splits.train.labels.tolist() == [2, 0] and splits.test.labels.tolist() == [0, 1]
+    assert splits.train.labels.tolist() == [2, 0, 1] and splits.test.labels.tolist() == [0, 1]
 
 
 def test_csv_unknown_test_label_is_named(csv_root):

@@ -143,8 +143,14 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist: {workdir!r} is not a run's workdir "
                                 "(bin/run_experiment.py writes config.json first)")
-    with open(path, encoding="utf-8") as file:
-        saved = json.load(file)
+    try:
+        with open(path, encoding="utf-8") as file:
+            saved = json.load(file)
+    except (OSError, ValueError) as error:  # unreadable, or torn / not JSON
+        raise ValueError(f"{path} cannot be read as a run's config ({error}); it is damaged: rerun the "
+                         "run into a fresh --workdir") from error
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} holds {type(saved).__name__}, not a run's config (a JSON object)")
     config = base_config()
     try:
         config.update(saved)

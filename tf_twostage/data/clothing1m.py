@@ -20,8 +20,9 @@ from tf_twostage.data.files import (
     check_image_size,
     check_on_bad_file,
     resolve_paths_under_root,
-    verify_image_files,
 )
+from tf_twostage.data.hygiene import enforce, hygiene_findings
+from tf_twostage.data.image_check import apply_on_bad_file, screen_image_files
 from tf_twostage.data.source import UNKNOWN_LABEL, DatasetSplits, ImageSplit
 
 CLASS_NAMES = (
@@ -85,7 +86,7 @@ def load_clothing1m(data_dir: str, image_size=(224, 224), on_bad_file: str = "er
         name: _read_label_file(os.path.join(data_dir, name), len(class_names))
         for name in (NOISY_LABELS_FILE, CLEAN_LABELS_FILE)
     }
-    splits = {}
+    splits, checks, fingerprints = {}, [], {}
     next_index = 0
     for split, (key_list_file, labels_file) in SPLIT_FILES.items():
         keys = sorted(_read_key_list(os.path.join(data_dir, key_list_file)))
@@ -103,7 +104,11 @@ def load_clothing1m(data_dir: str, image_size=(224, 224), on_bad_file: str = "er
         else:
             clean_labels = labels
         paths = resolve_paths_under_root(keys, data_dir)
-        keep = verify_image_files(paths, on_bad_file)
+        screening = screen_image_files(paths, 3)
+        keep, record = apply_on_bad_file(screening, on_bad_file, f"Clothing1M {key_list_file}")
+        if record:
+            checks.append(record)
+        fingerprints[split] = screening.fingerprints[keep]
         if keys and not keep.any():
             raise ValueError(
                 f"Clothing1M {key_list_file}: none of its {len(keys)} images is usable (all missing, empty, "
@@ -119,7 +124,13 @@ def load_clothing1m(data_dir: str, image_size=(224, 224), on_bad_file: str = "er
         )
         splits[split] = image_split if keep.all() else image_split.subset(np.flatnonzero(keep))
         next_index += len(keys)
-    return DatasetSplits(name="clothing1m", class_names=class_names, **splits)
+    present = {split: image_split for split, image_split in splits.items() if len(image_split)}
+    findings = hygiene_findings({split: s.paths for split, s in present.items()},
+                                {split: s.labels for split, s in present.items()}, class_names,
+                                {split: fingerprints[split] for split in present}, leak_level="warning",
+                                missing_class_level="warning")
+    enforce(findings)
+    return DatasetSplits(name="clothing1m", class_names=class_names, checks=tuple(checks + findings), **splits)
 
 
 def _check_layout(data_dir: str) -> None:

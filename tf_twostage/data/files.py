@@ -9,7 +9,8 @@ Two boundary checks, both cheap enough for a million files:
   size as its header declares), so a missing, empty, truncated or non-image file stops the run at load
   time with a clear message (or is skipped and counted) instead of crashing `tf.data` hours into
   training. Only the first and last few KiB of a file are read (all of it only for a JPEG followed by a
-  long trailer); a file damaged in its middle still fails at decode time.
+  long trailer); a file damaged in its middle is found by the full-decode check that the loaders run
+  next (`tf_twostage.data.image_check`).
 """
 
 from __future__ import annotations
@@ -111,13 +112,7 @@ def verify_image_files(paths: Sequence[str], on_bad_file: str) -> np.ndarray:
     """
     check_on_bad_file(on_bad_file)
     paths = list(paths)
-    chunks = [paths[start : start + _FILES_PER_TASK] for start in range(0, len(paths), _FILES_PER_TASK)]
-    num_threads = min(_MAX_THREADS, os.cpu_count() or 1)  # more threads than cores slow warm disks
-    if len(chunks) > 1 and num_threads > 1:
-        with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
-            problems = [p for chunk in pool.map(_check_files, chunks) for p in chunk]
-    else:
-        problems = [p for chunk in chunks for p in _check_files(chunk)]
+    problems = image_file_problems(paths)
     keep = np.array([problem is None for problem in problems], dtype=bool)
     num_bad = int(np.sum(~keep))
     if num_bad == 0:
@@ -136,6 +131,17 @@ def verify_image_files(paths: Sequence[str], on_bad_file: str) -> np.ndarray:
         first_bad,
     )
     return keep
+
+
+def image_file_problems(paths: Sequence[str]) -> list:
+    """Per path: None when its first and last bytes look like a complete image file, else why not."""
+    paths = list(paths)
+    chunks = [paths[start : start + _FILES_PER_TASK] for start in range(0, len(paths), _FILES_PER_TASK)]
+    num_threads = min(_MAX_THREADS, os.cpu_count() or 1)  # more threads than cores slow warm disks
+    if len(chunks) > 1 and num_threads > 1:
+        with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+            return [p for chunk in pool.map(_check_files, chunks) for p in chunk]
+    return [p for chunk in chunks for p in _check_files(chunk)]
 
 
 def _check_files(paths: Sequence[str]) -> list:

@@ -268,13 +268,16 @@ ANTIALIAS_BELOW = 0.5  # resize scales at or below this (in either axis) are ant
 def decode_image_bytes(data: tf.Tensor, image_shape: Sequence[int]) -> tf.Tensor:
     """TF function: encoded image bytes (JPEG/PNG/GIF/BMP) -> uint8 `image_shape`, resized if needed.
 
+    The one decoding of the package (`decode_pixels`): pipelines, the load-time check and the export's
+    `serving_bytes` endpoint all use it.
+
     Bilinear resizing; antialiased only when an axis shrinks to `ANTIALIAS_BELOW` or less, where plain
     bilinear sampling skips pixels and aliases. At milder scales (Clothing1M's 256x256 -> 224x224 is
     0.875) antialiasing changes pixels little but cost 1.2 ms per image, more than the JPEG decode
     itself (benchmarks/scale.py). Images already of the target size are not resampled.
     """
     height, width, channels = image_shape
-    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    image = decode_pixels(data, channels)  # GIF/BMP with one channel too
     size = tf.shape(image)[:2]
     target = tf.constant([height, width], tf.int32)
     alias_limit = tf.constant([math.ceil(height / ANTIALIAS_BELOW), math.ceil(width / ANTIALIAS_BELOW)], tf.int32)
@@ -293,6 +296,24 @@ def decode_image_bytes(data: tf.Tensor, image_shape: Sequence[int]) -> tf.Tensor
     return image
 
 
+def decode_pixels(contents: tf.Tensor, channels: int) -> tf.Tensor:
+    """TF function: encoded image bytes -> uint8 `[H, W, channels]` at the file's own size.
+
+    GIF and BMP decoders have no one-channel output: for `channels=1` they are decoded as RGB and
+    converted with `tf.image.rgb_to_grayscale`, so a folder mixing GIF, BMP, PNG and JPEG files works
+    with `data.channels=1`. Raises `InvalidArgumentError` for bytes that do not decode.
+    """
+    if channels != 1:
+        return tf.io.decode_image(contents, channels=channels, expand_animations=False)
+    no_gray_decoder = tf.logical_or(tf.equal(tf.strings.substr(contents, 0, 3), b"GIF"),
+                                    tf.equal(tf.strings.substr(contents, 0, 2), b"BM"))
+    return tf.cond(
+        no_gray_decoder,
+        lambda: tf.image.rgb_to_grayscale(tf.io.decode_image(contents, channels=3, expand_animations=False)),
+        lambda: tf.io.decode_image(contents, channels=1, expand_animations=False),
+    )
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class DatasetSplits:
     """A dataset as the experiment uses it.
@@ -306,6 +327,8 @@ class DatasetSplits:
         checked subset), available to Stage 1's clean-set rule and to fine-tuning.
       validation: an optional given validation split (Clothing1M's clean validation list); when None
         the experiment holds out 10% of `train`.
+      checks: what the load-time checks found (skipped bad files, duplicates; `data.hygiene`), as
+        JSON dicts for results.json's `data_checks`.
     """
 
     name: str
@@ -314,6 +337,7 @@ class DatasetSplits:
     test: ImageSplit
     clean: Optional[ImageSplit] = None
     validation: Optional[ImageSplit] = None
+    checks: tuple = ()
 
     def __post_init__(self):
         names = tuple(self.class_names)

@@ -29,8 +29,9 @@ from tf_twostage.data.files import (
     check_on_bad_file,
     resolve_paths_under_root,
     resolve_under_root,
-    verify_image_files,
 )
+from tf_twostage.data.hygiene import enforce, hygiene_findings
+from tf_twostage.data.image_check import apply_on_bad_file, screen_image_files
 from tf_twostage.data.source import DatasetSplits, ImageSplit
 
 KINDS = ("folder", "csv")
@@ -98,7 +99,7 @@ def load_user_data(
     for split, folders in class_folders.items():
         _check_class_folders(split, folders, names)
 
-    splits = {}
+    splits, checks, fingerprints = {}, [], {}
     next_index = 0
     for split in rows:
         paths = resolve_paths_under_root([path for path, _ in rows[split]], data_dir)
@@ -113,13 +114,20 @@ def load_user_data(
             clean_labels=None if split == "train" else labels,
         )
         next_index += len(order)
-        keep = verify_image_files(image_split.paths, on_bad_file)
+        screening = screen_image_files(image_split.paths, channels)
+        keep, record = apply_on_bad_file(screening, on_bad_file, f"data.{split}")
+        if record:
+            checks.append(record)
         if not keep.any():
             raise ValueError(
                 f"data.{split} {sources[split]!r}: none of its {len(keep)} images is usable"
             )
         splits[split] = image_split if keep.all() else image_split.subset(np.flatnonzero(keep))
-    return DatasetSplits(name=kind, class_names=names, **splits)
+        fingerprints[split] = screening.fingerprints[keep]
+    findings = hygiene_findings({split: s.paths for split, s in splits.items()},
+                                {split: s.labels for split, s in splits.items()}, names, fingerprints)
+    enforce(findings)
+    return DatasetSplits(name=kind, class_names=names, checks=tuple(checks + findings), **splits)
 
 
 def _source_path(split: str, source: str, data_dir: str, kind: str) -> str:

@@ -217,6 +217,7 @@ def run_experiment(config, workdir: str, restart: bool = False) -> dict:
         "num_train": len(data.train),
         "num_validation": len(data.validation),
         "num_test": len(data.test),
+        "data_checks": list(data.dataset.checks),  # skipped bad files, duplicates (tf_twostage.data.hygiene)
         "test_accuracy": test_metrics["accuracy"],
         "test_per_class_accuracy": test_metrics["per_class_accuracy"],
         "test_confusion_matrix": test_metrics["confusion_matrix"],

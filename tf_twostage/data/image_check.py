@@ -1,0 +1,155 @@
+"""The load-time screening of image files: header check, full decode, content fingerprint.
+
+A web-crawled file can be damaged in its middle (a few bytes of JPEG scan data or PNG chunk data
+overwritten): it starts and ends like an image, passes the header check of `files.py`, and used to
+crash training later with TensorFlow's `InvalidArgumentError` naming no file. `screen_image_files`
+therefore decodes every file once, at load time, with the very decoding the pipelines use
+(`source.decode_pixels`, so a file that passes decodes in every stream, in mean estimation and in the
+export's `serving_bytes`; JPEGs at 1/8 scale, which parses the same data), in a parallel `tf.data` pass whose failed elements are dropped
+(`Dataset.ignore_errors`) and then named one by one. The same pass reads each file's bytes once and
+keeps a 64-bit fingerprint of them for the duplicate-content check (`hygiene.py`).
+
+Cost (benchmarks/results/decode_check.json): the pass is dominated by decoding; see the README's
+"Bad files" section for the measured time per 1,000 files.
+
+`apply_on_bad_file` turns a screening into the keep-mask of `data.on_bad_file`: `error` raises
+`BadImageFilesError` listing the bad files (path and what failed) before anything trains; `skip`
+drops them, logs a count and returns a record that ends up in `results.json` (`data_checks`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tf_twostage.data.files import check_on_bad_file, image_file_problems
+from tf_twostage.data.source import decode_pixels
+
+LISTED_FILES = 10  # bad files named in an error message (the count says how many there are)
+RECORDED_FILES = 100  # bad files listed in results.json's data_checks
+_EXPLAINED_FILES = 100  # undecodable files re-decoded one by one to quote TensorFlow's reason
+_JPEG_CHECK_RATIO = 8  # see _decode_pass
+_TF_PREFIX = re.compile(r"^\{\{[^}]*\}\}\s*")
+_TF_SUFFIX = re.compile(r"\s*\[Op:[A-Za-z0-9_]+\]\s*$")
+
+
+class BadImageFilesError(ValueError):
+    """Image files that cannot be used, under data.on_bad_file=error."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Screening:
+    """Per file: `problems[i]` is None when file i is a usable image, else what failed; `fingerprints[i]`
+    a 64-bit hash of its bytes (0 for a bad file)."""
+
+    paths: tuple
+    problems: tuple
+    fingerprints: np.ndarray
+
+    @property
+    def usable(self) -> np.ndarray:
+        return np.array([problem is None for problem in self.problems], dtype=bool)
+
+
+def screen_image_files(paths: Sequence[str], channels: int) -> Screening:
+    """Checks every file's header and end (`files.image_file_problems`), then decodes the rest in full.
+
+    Args:
+      paths: image file paths.
+      channels: the channels the pipelines decode to (1 or 3): a GIF decoded to 1 channel must work.
+    """
+    paths = tuple(str(path) for path in paths)
+    problems = list(image_file_problems(paths))
+    fingerprints = np.zeros(len(paths), np.int64)
+    candidates = np.array([position for position, problem in enumerate(problems) if problem is None], np.int64)
+    if candidates.size:
+        decoded, hashes = _decode_pass([paths[position] for position in candidates], channels)
+        fingerprints[candidates[decoded]] = hashes
+        failed = candidates[np.setdiff1d(np.arange(len(candidates)), decoded)]
+        for number, position in enumerate(failed):
+            reason = _decode_reason(paths[position], channels) if number < _EXPLAINED_FILES else None
+            problems[position] = f"not decodable ({reason})" if reason else "not decodable"
+    return Screening(paths=paths, problems=tuple(problems), fingerprints=fingerprints)
+
+
+def _decode_pass(paths: Sequence[str], channels: int) -> tuple:
+    """(positions that decoded, their fingerprints): one parallel pass, failures dropped."""
+
+    def probe(position, path):
+        contents = tf.io.read_file(path)
+        # A JPEG is decoded at 1/8 scale: libjpeg still parses every marker and entropy-coded block (what
+        # fails on damaged data; 0 of 1,500 damaged JPEGs differed from a full decode, 792 failing both)
+        # but skips most of the inverse DCT, 2-3x faster. Other formats are decoded as the pipelines do.
+        size = tf.cond(
+            tf.io.is_jpeg(contents),
+            lambda: tf.shape(tf.io.decode_jpeg(contents, channels=channels, ratio=_JPEG_CHECK_RATIO)),
+            lambda: tf.shape(decode_pixels(contents, channels)),
+        )
+        tf.debugging.assert_positive(size[0] * size[1], message="the image has no pixels")
+        with tf.control_dependencies([size]):
+            return position, tf.strings.to_hash_bucket_fast(contents, np.iinfo(np.int64).max)
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), np.array(paths, dtype=object)))
+        .map(probe, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+        .ignore_errors()
+        .batch(4096)
+    )
+    positions, hashes = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for batch_positions, batch_hashes in dataset.as_numpy_iterator():
+        positions.append(batch_positions)
+        hashes.append(batch_hashes)
+    positions, hashes = np.concatenate(positions), np.concatenate(hashes)
+    order = np.argsort(positions)
+    return positions[order], hashes[order]
+
+
+def _decode_reason(path: str, channels: int) -> Optional[str]:
+    """TensorFlow's message for a file that does not decode (None if it decodes now)."""
+    try:
+        image = decode_pixels(tf.io.read_file(path), channels)
+        if int(tf.reduce_prod(tf.shape(image)[:2])) == 0:
+            return "the image has no pixels"
+    except (tf.errors.OpError, ValueError) as error:
+        return tf_error_text(error)
+    return None
+
+
+def tf_error_text(error: Exception) -> str:
+    """A TensorFlow error as one short line, without its node name and op suffix."""
+    text = getattr(error, "message", None) or str(error)
+    text = _TF_SUFFIX.sub("", _TF_PREFIX.sub("", text.strip().splitlines()[0] if text.strip() else text))
+    return text or type(error).__name__
+
+
+def apply_on_bad_file(screening: Screening, on_bad_file: str, what: str) -> tuple:
+    """(keep-mask, record or None) for `data.on_bad_file`; `what` names the split (e.g. "data.train").
+
+    Raises:
+      BadImageFilesError: under "error", when any file is bad, naming up to `LISTED_FILES` of them.
+    """
+    check_on_bad_file(on_bad_file)
+    keep = screening.usable
+    bad = np.flatnonzero(~keep)
+    if bad.size == 0:
+        return keep, None
+    listed = "; ".join(f"{screening.paths[i]!r} is {screening.problems[i]}" for i in bad[:LISTED_FILES])
+    more = f"; and {bad.size - LISTED_FILES} more" if bad.size > LISTED_FILES else ""
+    if on_bad_file == "error":
+        raise BadImageFilesError(
+            f"{bad.size} of {len(keep)} image files of {what} are missing, empty, truncated, not images or "
+            f"not decodable: {listed}{more}. Fix or remove them, or set data.on_bad_file=skip to skip them"
+        )
+    logging.warning("Skipped %d of %d image files of %s that are missing, empty, truncated, not images or not "
+                    "decodable: %s%s", bad.size, len(keep), what, listed, more)
+    record = {
+        "check": "bad_files", "level": "warning", "split": what, "count": int(bad.size), "total": len(keep),
+        "message": f"skipped {bad.size} of {len(keep)} image files of {what} (data.on_bad_file=skip)",
+        "examples": [{"path": screening.paths[i], "problem": screening.problems[i]} for i in bad[:RECORDED_FILES]],
+    }
+    return keep, record
