@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from tf_twostage.training.trainer import CrossEntropyTrainer
-from tf_twostage.runs.manifest import ConfigMismatchError, RunManifest, check_workdir, config_differences, config_hash
+from tf_twostage.runs.manifest import (ConfigMismatchError, RunManifest, check_workdir, config_differences,
+                                      config_hash, stage_config_hash)
 from tf_twostage.training.resume import NonFiniteLossError, latest_checkpoint, resume_fit
 from tf_twostage.training.optimizers import ResumableReduceLROnPlateau
 
@@ -133,4 +134,28 @@ def test_manifest_records_stages_under_the_config_hash(tmp_path):
     assert not RunManifest(str(tmp_path), _config(seed=1)).done("stage1")
     saved = json.loads((tmp_path / "manifest.json").read_text())
     assert saved["stages"]["stage1"]["artifacts"] == ["stage1/predictions.npz"]
-    assert saved["stages"]["stage1"]["config_hash"] == config_hash(_config())
+    assert saved["stages"]["stage1"]["config_hash"] == stage_config_hash(_config(), "stage1")
+
+
+def test_a_change_of_later_stage_keys_keeps_the_earlier_stages_done(tmp_path):
+    manifest = RunManifest(str(tmp_path), _config())
+    for stage in ("stage1", "selection", "training"):
+        manifest.mark_done(stage)
+    rethreshold = RunManifest(str(tmp_path), _config(**{"stage1.threshold": 0.8}))
+    assert rethreshold.done("stage1") and not rethreshold.done("selection") and not rethreshold.done("training")
+    stage2 = RunManifest(str(tmp_path), _config(**{"stage2.epochs": 3}))
+    assert stage2.done("stage1") and stage2.done("selection") and not stage2.done("training")
+    assert not RunManifest(str(tmp_path), _config(**{"stage1.epochs": 3})).done("stage1")
+
+
+def test_workdir_accepts_a_later_stage_change_and_drops_only_later_checkpoints(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(_config(method="two_stage").to_dict()))
+    RunManifest(str(tmp_path), _config(method="two_stage")).mark_done("stage1")
+    for name in ("stage1", "stage2"):
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+    changed = _config(method="two_stage", **{"stage1.floor_fraction": 0.2, "stage2.epochs": 2})
+    assert check_workdir(str(tmp_path), changed) == ["stage1.floor_fraction", "stage2.epochs"]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["stage1"]
+    with pytest.raises(ConfigMismatchError, match=r"stage1\.epochs: .* now\. Rerun with --retrain"):
+        check_workdir(str(tmp_path), _config(method="two_stage", **{"stage1.epochs": 2}),
+                      remedy="Rerun with --retrain")

@@ -268,6 +268,11 @@ def write_report(run_dirs: Sequence[str], output_dir: str, image_grids: bool = T
     """
     if isinstance(images_per_class, bool) or not isinstance(images_per_class, int) or images_per_class < 1:
         raise ValueError(f"images_per_class must be a positive integer, got {images_per_class!r}")
+    output_dir = os.fspath(output_dir) if output_dir is not None else ""
+    if not output_dir.strip():
+        raise ValueError(f"output must name a folder for report.md and plots/, got {output_dir!r}")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"output {output_dir!r} is an existing file; name a folder for report.md and plots/")
     dirs = find_run_dirs(run_dirs)
     if not dirs:
         raise ValueError("no run folders given")

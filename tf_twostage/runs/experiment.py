@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tf_twostage.utils import io_utils
+from tf_twostage.utils import io_utils, workdir_lock
 from tf_twostage.runs.baselines import LOSS_METHODS, run_loss_baseline
 from tf_twostage.config.base import eval_batch_size
 from tf_twostage.config.checks import validate_config
@@ -162,12 +162,13 @@ METHODS: Dict[str, Callable] = {
 }
 
 
-def start_run(config, workdir: str, restart: bool = False):
+def start_run(config, workdir: str, restart: bool = False, remedy: Optional[str] = None):
     """Checks the config and the workdir, picks the strategy, records the config, prepares the data.
 
     Every program (the runner and the per-stage scripts) starts here, so they all see the same data.
-    A workdir holding a run with another config is refused, naming the differing keys; `restart`
-    deletes that run's artifacts first. Returns (strategy, data, workdir): under a multi-worker
+    The workdir is locked first (`utils.workdir_lock`: a second run on it stops at once) and cleared of
+    `.tmp-*` leftovers of a killed write. A workdir holding a run with another config is refused, naming
+    the differing keys; `restart` deletes that run's artifacts first. Returns (strategy, data, workdir): under a multi-worker
     strategy, workers other than the chief write into a private sub-folder of `workdir`.
     """
     validate_config(config, methods=tuple(METHODS))
@@ -177,11 +178,16 @@ def start_run(config, workdir: str, restart: bool = False):
     if config.method in SEMI_SUPERVISED_METHODS:
         check_global_batch_size(int(config.stage2.batch_size), strategy, halves=True, key="stage2.batch_size")
     workdir = worker_workdir(workdir, strategy)
-    check_workdir(workdir, config, restart)
-    keras.utils.set_random_seed(int(config.seed))
-    data = prepare_data(config)  # before writing anything: bad data leaves no trace in the workdir
-    os.makedirs(workdir, exist_ok=True)
-    io_utils.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    workdir_lock.acquire(workdir)  # a second run on this workdir stops here, at once
+    try:
+        workdir_lock.remove_temporaries(workdir)  # left by a killed write; the lock says no one writes now
+        check_workdir(workdir, config, restart, **({"remedy": remedy} if remedy else {}))
+        keras.utils.set_random_seed(int(config.seed))
+        data = prepare_data(config)  # before writing anything: bad data leaves no trace in the workdir
+        io_utils.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    except BaseException:
+        workdir_lock.release(workdir, remove_if_empty=True)
+        raise
     logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
     return strategy, data, workdir
 
@@ -193,6 +199,13 @@ def run_experiment(config, workdir: str, restart: bool = False) -> dict:
     """
     started = time.time()
     strategy, data, workdir = start_run(config, workdir, restart)
+    try:
+        return _run_locked(config, data, strategy, workdir, started)
+    finally:
+        workdir_lock.release(workdir)
+
+
+def _run_locked(config, data: PreparedData, strategy, workdir: str, started: float) -> dict:
     manifest = RunManifest(workdir, config)
     results_path = os.path.join(workdir, "results.json")
     if manifest.done("results") and os.path.exists(results_path):

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from tf_twostage.config.compare import check_run_config
 from tf_twostage.utils import io_utils
 from tf_twostage.config.base import eval_batch_size
 from tf_twostage.data.pipelines import evaluation_dataset, gather_batches
@@ -24,6 +25,7 @@ from tf_twostage.training.metrics import classification_metrics, predict_probabi
 # --- Evaluating a trained run or an exported SavedModel on one split (bin/evaluate.py) ---
 
 EVALUATION_SPLITS = ("test", "validation", "train")
+_MODEL_KEYS = ("model.", "method", "data.image_size", "data.channels")  # what the run's weights were built for
 EVALUATION_DIR = "evaluation"  # under a run's workdir
 WEIGHTS_CANDIDATES = (("final", "classifier.weights.h5"), ("stage1", "classifier.weights.h5"))
 
@@ -39,6 +41,22 @@ def default_weights(workdir: str) -> str:
         f"no classifier weights in {workdir}: looked for {' and '.join(candidates)}; "
         "train first (bin/run_experiment.py or bin/train_stage1.py) or pass --weights"
     )
+
+
+def check_output_file(output: str) -> str:
+    """An output file path that can be created: not an existing folder, its folder creatable."""
+    output = os.fspath(output)
+    if not output.strip():
+        raise ValueError(f"output must name a file, got {output!r}")
+    if os.path.isdir(output):
+        raise ValueError(f"output {output!r} is an existing folder; name a file (e.g. {os.path.join(output, 'x.json')!r})")
+    folder = os.path.dirname(os.path.abspath(output))
+    parent = folder
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"output {output!r} cannot be created: {parent!r} is not a writable folder")
+    return output
 
 
 def check_split_name(split_name: str) -> str:
@@ -117,6 +135,7 @@ def evaluate_model(split_name: str = "test", *, workdir: Optional[str] = None, c
     """
     from tf_twostage.config import load_run_config  # pylint: disable=import-outside-toplevel
     from tf_twostage.data.prepare import prepare_data  # pylint: disable=import-outside-toplevel
+    from tf_twostage.serving.export import load_classifier_weights  # pylint: disable=import-outside-toplevel
     from tf_twostage.serving.prediction import load_export  # pylint: disable=import-outside-toplevel
 
     check_split_name(split_name)
@@ -129,6 +148,12 @@ def evaluate_model(split_name: str = "test", *, workdir: Optional[str] = None, c
                          "that says which data it was trained on")
     if config is None:
         config = load_run_config(workdir)
+    elif workdir is not None and saved_model is None:
+        check_run_config(config, workdir, only=_MODEL_KEYS, remedy=(
+            "The run's weights need its model config: give the run's config (other data may differ: "
+            "--config.data.dir=...)"))
+    if output is not None:
+        check_output_file(output)
     if saved_model is None:
         weights = os.fspath(weights) if weights is not None else default_weights(workdir)
         if not os.path.isfile(weights):
@@ -143,7 +168,7 @@ def evaluate_model(split_name: str = "test", *, workdir: Optional[str] = None, c
         from tf_twostage.models import build_classifier  # pylint: disable=import-outside-toplevel
 
         classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
-        classifier.load_weights(weights)
+        load_classifier_weights(classifier, weights)
         probabilities = predict_probabilities(classifier, split, data.preprocessor, batch_size)
     else:
         if tuple(model.class_names) != tuple(data.dataset.class_names):

@@ -26,8 +26,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tf_twostage.config.compare import check_run_config
 from tf_twostage.training.trainer import ClassifierTrainer
 from tf_twostage.data import source
+from tf_twostage.utils import workdir_lock
 from tf_twostage.data.preprocess import Preprocessor
 
 EXPORT_DIR = "export"  # under a run's workdir
@@ -110,18 +112,40 @@ def export_from_workdir(config, workdir: str, weights_path: str, model_name: Opt
     weights_path = os.fspath(weights_path)
     if not os.path.isfile(weights_path):
         raise FileNotFoundError(f"classifier weights {weights_path} do not exist")
-    data = prepare_data(config)
-    classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
-    classifier.load_weights(weights_path)
-    return export_classifier(
-        classifier,
-        data.preprocessor,
-        data.image_shape,
-        data.dataset.class_names,
-        os.path.join(workdir, EXPORT_DIR),
-        model_name or config.data.name,
-        encoded_images=config.data.name in ENCODED_IMAGE_DATASETS,
-    )
+    if model_name is not None:
+        _check_model_name(model_name)
+    check_run_config(config, workdir, remedy="Give the config the run was trained with (the same preset and "
+                     "--config.KEY overrides): weights trained under another config would be exported as if "
+                     "they matched it")
+    workdir_lock.acquire(workdir)  # not while a run writes into this workdir
+    try:
+        workdir_lock.remove_temporaries(os.path.join(workdir, EXPORT_DIR))
+        data = prepare_data(config)
+        classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
+        load_classifier_weights(classifier, weights_path)
+        return export_classifier(
+            classifier,
+            data.preprocessor,
+            data.image_shape,
+            data.dataset.class_names,
+            os.path.join(workdir, EXPORT_DIR),
+            model_name or config.data.name,
+            encoded_images=config.data.name in ENCODED_IMAGE_DATASETS,
+        )
+    finally:
+        workdir_lock.release(workdir)
+
+
+def load_classifier_weights(classifier: keras.Model, weights_path: str) -> None:
+    """`classifier.load_weights`, with a damaged file or weights of another architecture as one line."""
+    try:
+        classifier.load_weights(weights_path)
+    except Exception as error:  # pylint: disable=broad-except  (h5py OSError, Keras ValueError, ...)
+        first_line = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise ValueError(
+            f"cannot load the classifier weights {weights_path}: {first_line[:300]}. The file is damaged or was "
+            "saved for another model (check the config's model.* keys, or retrain)"
+        ) from None
 
 
 def next_version(model_dir: str) -> int:

@@ -26,6 +26,7 @@ import tensorflow as tf
 from tf_twostage.utils import io_utils
 from tf_twostage.config import load_run_config
 from tf_twostage.data.files import IMAGE_EXTENSIONS, check_on_bad_file
+from tf_twostage.serving.evaluation import check_output_file
 from tf_twostage.serving.export import BYTES_ENDPOINT, CLASS_NAMES_FILE, EXPORT_DIR, IMAGE_ENDPOINT, decode_image_bytes
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -124,7 +125,12 @@ def load_export(path: str) -> LoadedExport:
         (uint8 `image` [None, H, W, C] in, `probabilities` out).
     """
     version_dir = find_export_version(path)
-    saved_model = tf.saved_model.load(version_dir)
+    try:
+        saved_model = tf.saved_model.load(version_dir)
+    except Exception as error:  # pylint: disable=broad-except  (a damaged saved_model.pb or variables)
+        first_line = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise ValueError(f"cannot load the SavedModel {version_dir}: {first_line[:300]}. Its files are damaged: "
+                         "export it again (bin/export.py)") from None
     signatures = dict(saved_model.signatures)
     if IMAGE_ENDPOINT not in signatures:
         raise ValueError(
@@ -352,6 +358,8 @@ def classify_images(inputs: Sequence[str], *, saved_model: Optional[str] = None,
                          f"workdir={workdir!r}")
     check_on_bad_file(on_bad_file)
     _check_batch_size(batch_size)
+    if output is not None:
+        check_output_file(output)
     paths = find_image_files(inputs)
     export = load_export(saved_model if saved_model is not None else newest_export(workdir))
     _check_top_k(top_k, export.num_classes)
