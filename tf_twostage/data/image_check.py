@@ -19,6 +19,7 @@ drops them, logs a count and returns a record that ends up in `results.json` (`d
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from typing import Optional, Sequence
@@ -28,14 +29,14 @@ import tensorflow as tf
 from absl import logging
 
 from tf_twostage.data.files import check_on_bad_file, image_file_problems
-from tf_twostage.data.source import decode_pixels
+from tf_twostage.data.source import ImageSplit, decode_pixels
 
 LISTED_FILES = 10  # bad files named in an error message (the count says how many there are)
 RECORDED_FILES = 100  # bad files listed in results.json's data_checks
 _EXPLAINED_FILES = 100  # undecodable files re-decoded one by one to quote TensorFlow's reason
 _JPEG_CHECK_RATIO = 8  # see _decode_pass
 _TF_PREFIX = re.compile(r"^\{\{[^}]*\}\}\s*")
-_TF_SUFFIX = re.compile(r"\s*\[Op:[A-Za-z0-9_]+\]\s*$")
+_TF_SUFFIX = re.compile(r"\s*\[Op:[A-Za-z0-9_]+\](\s*name:.*)?\s*$")
 
 
 class BadImageFilesError(ValueError):
@@ -78,35 +79,53 @@ def screen_image_files(paths: Sequence[str], channels: int) -> Screening:
 
 
 def _decode_pass(paths: Sequence[str], channels: int) -> tuple:
-    """(positions that decoded, their fingerprints): one parallel pass, failures dropped."""
+    """(positions that decoded, their fingerprints): parallel passes, failures dropped.
 
-    def probe(position, path):
-        contents = tf.io.read_file(path)
-        # A JPEG is decoded at 1/8 scale: libjpeg still parses every marker and entropy-coded block (what
-        # fails on damaged data; 0 of 1,500 damaged JPEGs differed from a full decode, 792 failing both)
-        # but skips most of the inverse DCT, 2-3x faster. Other formats are decoded as the pipelines do.
-        size = tf.cond(
-            tf.io.is_jpeg(contents),
-            lambda: tf.shape(tf.io.decode_jpeg(contents, channels=channels, ratio=_JPEG_CHECK_RATIO)),
-            lambda: tf.shape(decode_pixels(contents, channels)),
-        )
-        tf.debugging.assert_positive(size[0] * size[1], message="the image has no pixels")
-        with tf.control_dependencies([size]):
-            return position, tf.strings.to_hash_bucket_fast(contents, np.iinfo(np.int64).max)
-
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), np.array(paths, dtype=object)))
-        .map(probe, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-        .ignore_errors()
-        .batch(4096)
-    )
+    JPEGs are decoded at 1/8 scale: libjpeg still parses every marker and entropy-coded block (what
+    fails on damaged data; 0 of 1,500 damaged JPEGs differed from a full decode, 792 failing both) but
+    skips most of the inverse DCT, about 5x faster. Other formats are decoded as the pipelines do. The
+    two kinds go through separate passes: a `tf.cond` choosing the decoder per file cost as much as the
+    full decode.
+    """
+    is_jpeg = np.array([_starts_like_jpeg(path) for path in paths], dtype=bool)
     positions, hashes = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for batch_positions, batch_hashes in dataset.as_numpy_iterator():
-        positions.append(batch_positions)
-        hashes.append(batch_hashes)
+    for subset, decode in ((np.flatnonzero(is_jpeg), _jpeg_check_decoder(channels)),
+                           (np.flatnonzero(~is_jpeg), lambda contents: decode_pixels(contents, channels))):
+        if subset.size == 0:
+            continue
+
+        def probe(position, path, decode=decode):
+            # Outputs that need the pixels: tf.data prunes control dependencies, and Grappler may answer
+            # `tf.shape(decode_jpeg(x))` from the header alone, so neither would decode the data.
+            contents = tf.io.read_file(path)
+            image = decode(contents)
+            return (position, tf.strings.to_hash_bucket_fast(contents, np.iinfo(np.int64).max),
+                    tf.size(image, out_type=tf.int64), tf.reduce_max(image))
+
+        dataset = (
+            tf.data.Dataset.from_tensor_slices((subset, np.array([paths[i] for i in subset], dtype=object)))
+            .map(probe, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+            .ignore_errors()
+            .batch(4096)
+        )
+        for batch_positions, batch_hashes, batch_sizes, _ in dataset.as_numpy_iterator():
+            positions.append(batch_positions[batch_sizes > 0])  # a 0 x N image cannot be resized: bad
+            hashes.append(batch_hashes[batch_sizes > 0])
     positions, hashes = np.concatenate(positions), np.concatenate(hashes)
     order = np.argsort(positions)
     return positions[order], hashes[order]
+
+
+def _jpeg_check_decoder(channels: int):
+    return lambda contents: tf.io.decode_jpeg(contents, channels=channels, ratio=_JPEG_CHECK_RATIO)
+
+
+def _starts_like_jpeg(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return file.read(3) == b"\xff\xd8\xff"
+    except OSError:
+        return False
 
 
 def _decode_reason(path: str, channels: int) -> Optional[str]:
@@ -153,3 +172,31 @@ def apply_on_bad_file(screening: Screening, on_bad_file: str, what: str) -> tupl
         "examples": [{"path": screening.paths[i], "problem": screening.problems[i]} for i in bad[:RECORDED_FILES]],
     }
     return keep, record
+
+
+@contextlib.contextmanager
+def bad_files_named(splits: Sequence[Optional[ImageSplit]]):
+    """Turns a decode failure inside a stream into `BadImageFilesError` naming the files.
+
+    Every file passed the load-time screening, so a stream fails only when a file changed after it
+    (or was replaced while the run went on). TensorFlow's error names no file: on one, the on-disk
+    splits are screened again and the files that no longer decode are named; any other error, or one
+    the screening cannot explain, passes through unchanged.
+    """
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError) as error:
+        lazy = [split for split in splits if split is not None and not split.in_memory and len(split)]
+        if not lazy:
+            raise
+        paths = [str(path) for split in lazy for path in split.paths]
+        screening = screen_image_files(paths, lazy[0].image_shape[-1])
+        bad = np.flatnonzero(~screening.usable)
+        if bad.size == 0:
+            raise
+        listed = "; ".join(f"{screening.paths[i]!r} is {screening.problems[i]}" for i in bad[:LISTED_FILES])
+        more = f"; and {bad.size - LISTED_FILES} more" if bad.size > LISTED_FILES else ""
+        raise BadImageFilesError(
+            f"{bad.size} image files changed after the load-time check and can no longer be used: {listed}{more}. "
+            "Restore or remove them and rerun the same command (training resumes from its last epoch)"
+        ) from None

@@ -29,6 +29,7 @@ from tf_twostage.utils import io_utils, workdir_lock
 from tf_twostage.runs.baselines import LOSS_METHODS, run_loss_baseline
 from tf_twostage.config.base import eval_batch_size
 from tf_twostage.config.checks import validate_config
+from tf_twostage.data.image_check import bad_files_named
 from tf_twostage.data.prepare import PreparedData, prepare_data
 from tf_twostage.training.distribution import check_global_batch_size, make_strategy, worker_workdir
 from tf_twostage.training.metrics import evaluate_classifier
@@ -115,9 +116,14 @@ def ensure_stage1_trained(config, data: PreparedData, strategy, workdir: str) ->
     if manifest.done("stage1") and os.path.exists(os.path.join(stage1_dir(workdir), PREDICTIONS_FILE)):
         logging.info("stage 1 already finished in %s: skipped", workdir)
         return False
-    train_stage1(config, data, strategy, workdir)
+    with bad_files_named(_splits(data)):
+        train_stage1(config, data, strategy, workdir)
     manifest.mark_done("stage1", [f"stage1/{PREDICTIONS_FILE}", f"stage1/{WEIGHTS_FILE}", "stage1/history.json"])
     return True
+
+
+def _splits(data: PreparedData) -> list:
+    return [data.train, data.validation, data.test, data.clean]
 
 
 def run_stage1_only(config, data: PreparedData, strategy, workdir: str) -> dict:
@@ -200,7 +206,8 @@ def run_experiment(config, workdir: str, restart: bool = False) -> dict:
     started = time.time()
     strategy, data, workdir = start_run(config, workdir, restart)
     try:
-        return _run_locked(config, data, strategy, workdir, started)
+        with bad_files_named(_splits(data)):
+            return _run_locked(config, data, strategy, workdir, started)
     finally:
         workdir_lock.release(workdir)
 
