@@ -101,10 +101,11 @@ def _duplicates_within(split, keys, labels, names, kind, paths=None) -> list:
     if conflicting:
         group = conflicting[0]
         example = ", ".join(f"{shown[i]!r} as {names[labels[i]]!r}" for i in group[:EXAMPLES])
-        what = "file listed" if kind == "path" else "image (same bytes)"
+        what = ("files listed more than once" if kind == "path"
+                else "images stored more than once (same bytes, other paths)")
         findings.append(_finding(
             f"{kind}_with_two_labels", "error" if kind == "path" else "warning", len(conflicting),
-            f"data.{split}: {len(conflicting)} {what}s with different labels, e.g. {example}"
+            f"data.{split}: {len(conflicting)} {what} with different labels, e.g. {example}"
             + ("; give each image one label" if kind == "path" else ""),
             [str(shown[i]) for i in group[:EXAMPLES]]))
     if same:

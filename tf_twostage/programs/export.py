@@ -15,7 +15,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from tf_twostage.programs import cli
-from tf_twostage.serving.evaluation import default_weights
+from tf_twostage.serving.evaluation import check_run_workdir, default_weights
 from tf_twostage.serving.export import export_from_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
@@ -27,6 +27,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     cli.check_no_arguments(argv)
+    check_run_workdir(_WORKDIR.value)
     weights = _WEIGHTS.value or default_weights(_WORKDIR.value)
     version_dir = export_from_workdir(_CONFIG.value, _WORKDIR.value, weights, _MODEL_NAME.value)
     print(f"exported {weights} to {os.path.abspath(version_dir)}")

@@ -29,6 +29,8 @@ def main(argv):
     cli.check_no_arguments(argv)
     results = run_experiment(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
     print(format_results_table([results]))
+    for check in results.get("data_checks", []):
+        print(f"data check: {check['message']}")
     print(f"artifacts: {os.path.abspath(_WORKDIR.value)}")
     return 0
 

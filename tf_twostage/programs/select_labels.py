@@ -23,7 +23,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     cli.check_no_arguments(argv)
-    _, data, workdir = start_run(_CONFIG.value, _WORKDIR.value)
+    _, data, workdir = start_run(_CONFIG.value, _WORKDIR.value, remedy=(
+        "Keys that Stage 1 reads changed, so its predictions no longer fit: retrain it with bin/train_stage1.py "
+        "--restart (same --config and --workdir), or use another --workdir. (Selection keys such as "
+        "stage1.threshold or stage1.floor_fraction may change freely: the Stage-1 predictions are reused)"))
     stats = select_and_record(_CONFIG.value, data, workdir)
     summary = {key: value for key, value in stats.items() if key not in ("per_class", "quality")}
     print(json.dumps(summary, indent=2))

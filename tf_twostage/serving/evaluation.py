@@ -43,6 +43,19 @@ def default_weights(workdir: str) -> str:
     )
 
 
+def check_run_workdir(workdir) -> str:
+    """A finished or started run's folder: a non-empty name of an existing folder with config.json."""
+    workdir = "" if workdir is None else os.fspath(workdir)
+    if not workdir.strip():
+        raise ValueError(f"workdir must name a run's folder, got {workdir!r}")
+    if not os.path.isdir(workdir):
+        what = "an existing file" if os.path.exists(workdir) else "no folder"
+        raise ValueError(f"workdir {workdir!r} is {what}; give the folder of a run (bin/run_experiment.py --workdir)")
+    if not os.path.isfile(os.path.join(workdir, "config.json")):
+        raise ValueError(f"workdir {workdir!r} holds no run (no config.json); give the folder of a run")
+    return workdir
+
+
 def check_output_file(output: str) -> str:
     """An output file path that can be created: not an existing folder, its folder creatable."""
     output = os.fspath(output)
@@ -139,6 +152,8 @@ def evaluate_model(split_name: str = "test", *, workdir: Optional[str] = None, c
     from tf_twostage.serving.prediction import load_export  # pylint: disable=import-outside-toplevel
 
     check_split_name(split_name)
+    if workdir is not None:
+        check_run_workdir(workdir)
     if saved_model is None and workdir is None:
         raise ValueError("give a run's workdir or a saved_model (with a config or workdir for its data)")
     if saved_model is not None and weights is not None:
