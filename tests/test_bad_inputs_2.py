@@ -145,11 +145,14 @@ class Case:
         return self.id
 
 
-def _with_data(builder, *extra, workdir="w"):
+_FOLDERS = iter(range(10**6))  # a fresh folder per case: programs run at the same time and lock workdirs
+
+
+def _with_data(builder, *extra):
     """A run-type case on its own data: argv = data + --workdir + extra."""
     def argv(world):
-        root = world.folder(f"data-{id(builder)}-{len(extra)}-{workdir}")
-        return [*builder(root), f"--workdir={root / workdir}", *extra]
+        root = world.folder(f"data-{builder.__name__}-{next(_FOLDERS)}")
+        return [*builder(root), f"--workdir={root / 'w'}", *extra]
     return argv
 
 
@@ -277,10 +280,11 @@ def _truncated(name):
     return argv
 
 
-def _on_run(*extra, copy: Optional[str] = None, data: bool = True):
+def _on_run(*extra, copy: Optional[str] = None):
+    """A case on a copy of the shared run (the programs that write lock it; they run at the same time)."""
     def argv(world):
-        workdir = world.copy_of_run(copy) if copy else world.run
-        return [*(_run_argv(world.run_data) if data else []), f"--workdir={workdir}", *extra]
+        workdir = world.copy_of_run(copy or f"run-copy-{next(_FOLDERS)}")
+        return [*_run_argv(world.run_data), f"--workdir={workdir}", *extra]
     return argv
 
 
@@ -395,7 +399,8 @@ CASES = [
     Case("export-empty-workdir", "export", lambda w: [*_run_argv(w.run_data), "--workdir="],
          ["workdir must name a run's folder, got ''"]),
     Case("export-workdir-without-run", "export",
-         lambda w: [*_run_argv(w.run_data), f"--workdir={w.folder('no_run')}"], ["holds no run (no config.json)"]),
+         lambda w: [*_run_argv(w.run_data), f"--workdir={w.folder('no_run')}"],
+         ["no classifier weights in", "train first"]),
     Case("export-truncated-config-json", "export",
          lambda w: [*_run_argv(w.run_data), f"--workdir={_truncated_config_copy(w, 'export-truncated')}"],
          ["cannot be read as a run's config", "config.json"]),
@@ -523,7 +528,7 @@ def test_mixed_gif_bmp_png_folder_decodes_with_one_channel(world):
 
 
 def test_skipped_files_are_counted_in_results_json(world, outcomes):
-    results = json.loads(next(world.tmp.glob("data-*/w/results.json")).read_text())
+    results = json.loads(next(world.tmp.glob("data-_skip_damaged-*/w/results.json")).read_text())
     (check,) = [check for check in results["data_checks"] if check["check"] == "bad_files"]
     assert check["count"] == 1 and check["total"] == 6 and check["examples"][0]["path"].endswith("b.png")
     assert results["num_train"] + results["num_validation"] == 5

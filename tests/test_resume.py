@@ -159,3 +159,10 @@ def test_workdir_accepts_a_later_stage_change_and_drops_only_later_checkpoints(t
     with pytest.raises(ConfigMismatchError, match=r"stage1\.epochs: .* now\. Rerun with --retrain"):
         check_workdir(str(tmp_path), _config(method="two_stage", **{"stage1.epochs": 2}),
                       remedy="Rerun with --retrain")
+
+
+def test_a_stage_marked_by_another_manifest_instance_is_kept(tmp_path):
+    runner = RunManifest(str(tmp_path), _config())  # the runner's, created before the stages ran
+    RunManifest(str(tmp_path), _config()).mark_done("stage1")  # a stage function's own
+    runner.mark_done("training")
+    assert RunManifest(str(tmp_path), _config()).stages() == ["stage1", "training"]

@@ -159,8 +159,8 @@ class RunManifest:
             try:
                 saved = io_utils.read_json(self.path)
             except ValueError as error:
-                raise ValueError(f"{self.path} is damaged ({error}); rerun with --restart to start over, or "
-                                 "use another --workdir") from error
+                raise ValueError(f"{self.path} is damaged ({error}); start over with bin/run_experiment.py (or "
+                                 "bin/train_stage1.py) --restart, or use another --workdir") from error
             if isinstance(saved, dict) and isinstance(saved.get("stages"), dict):
                 self.data = {"config_hash": self.config_hash, "stages": saved["stages"]}
 
@@ -172,6 +172,18 @@ class RunManifest:
         return bool(entry) and entry.get("config_hash") in (self.stage_hash(stage), self.config_hash)
 
     def mark_done(self, stage: str, artifacts: Sequence[str] = ()) -> None:
+        """Records `stage` as finished, keeping what other instances recorded meanwhile (the runner holds
+        one manifest while the stage functions mark theirs with their own)."""
+        if os.path.exists(self.path):
+            try:
+                saved = io_utils.read_json(self.path)
+            except ValueError:
+                saved = {}
+            if isinstance(saved, dict) and isinstance(saved.get("stages"), dict):
+                self.data["stages"] = {**saved["stages"], **self.data["stages"]}
+                for name, entry in saved["stages"].items():  # the newer record of a stage wins
+                    if entry.get("finished", "") > self.data["stages"][name].get("finished", ""):
+                        self.data["stages"][name] = entry
         self.data["stages"][stage] = {
             "config_hash": self.stage_hash(stage),
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -44,15 +44,13 @@ def default_weights(workdir: str) -> str:
 
 
 def check_run_workdir(workdir) -> str:
-    """A finished or started run's folder: a non-empty name of an existing folder with config.json."""
+    """A run's folder: a non-empty name of an existing folder (what it holds is checked by its readers)."""
     workdir = "" if workdir is None else os.fspath(workdir)
     if not workdir.strip():
         raise ValueError(f"workdir must name a run's folder, got {workdir!r}")
     if not os.path.isdir(workdir):
         what = "an existing file" if os.path.exists(workdir) else "no folder"
         raise ValueError(f"workdir {workdir!r} is {what}; give the folder of a run (bin/run_experiment.py --workdir)")
-    if not os.path.isfile(os.path.join(workdir, "config.json")):
-        raise ValueError(f"workdir {workdir!r} holds no run (no config.json); give the folder of a run")
     return workdir
 
 
