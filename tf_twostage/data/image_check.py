@@ -35,6 +35,9 @@ LISTED_FILES = 10  # bad files named in an error message (the count says how man
 RECORDED_FILES = 100  # bad files listed in results.json's data_checks
 _EXPLAINED_FILES = 100  # undecodable files re-decoded one by one to quote TensorFlow's reason
 _JPEG_CHECK_RATIO = 8  # see _decode_pass
+# What TensorFlow says when a file cannot be read or decoded (other errors are not screened for).
+_LOOKS_LIKE_A_FILE_ERROR = re.compile(r"(?i)jpeg|png|gif|bmp|decode|image|no such file|read ?file|not found|"
+                                      r"permission|channels")
 _TF_PREFIX = re.compile(r"^\{\{[^}]*\}\}\s*")
 _TF_SUFFIX = re.compile(r"\s*\[Op:[A-Za-z0-9_]+\](\s*name:.*)?\s*$")
 
@@ -187,7 +190,7 @@ def bad_files_named(splits: Sequence[Optional[ImageSplit]]):
         yield
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError) as error:
         lazy = [split for split in splits if split is not None and not split.in_memory and len(split)]
-        if not lazy:
+        if not lazy or not _LOOKS_LIKE_A_FILE_ERROR.search(getattr(error, "message", None) or str(error)):
             raise
         paths = [str(path) for split in lazy for path in split.paths]
         screening = screen_image_files(paths, lazy[0].image_shape[-1])
