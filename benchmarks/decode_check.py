@@ -9,8 +9,8 @@ temporary folder, then times, per repeat and on warm page cache:
 
   header      `files.image_file_problems`: magic bytes and end marker (first and last 4 KiB of each file)
   screening   `image_check.screen_image_files`: the header check, then every file read and decoded in one
-              parallel tf.data pass (JPEG at 1/8 scale) with its content fingerprint: what the loaders run
-  full        the same pass decoding every JPEG at full size (`source.decode_pixels`), for comparison
+              parallel tf.data pass with its content fingerprint: what the loaders run
+  full        a bare tf.data pass decoding every file (`source.decode_pixels`), for comparison
 
 and reports seconds per 1,000 files (min, median and mean +- std over repeats: on a shared machine the
 min is the cost without interference), the CPU cores used, and the median extrapolated to 1M files. The pass is parallel over the machine's cores (tf.data AUTOTUNE).
