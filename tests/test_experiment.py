@@ -84,3 +84,16 @@ def test_two_stage_run_selects_labels_trains_stage2_and_reports_the_selection(tm
     assert (tmp_path / "stage1" / "selection.npz").exists()
     assert os.listdir(tmp_path / "logs" / "stage2")
     assert results["test_accuracy"] > 0.2
+
+
+def test_wall_seconds_is_the_measured_run_time(tmp_path):
+    """results.json["wall_seconds"] is the run's wall time (once), not the training time added on top of it."""
+    import time
+
+    started = time.time()
+    results = run_experiment(_smoke_config(), str(tmp_path))
+    measured = time.time() - started
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["wall_seconds"] == pytest.approx(measured, rel=0.05)
+    assert 0 < on_disk["training_seconds"] <= on_disk["wall_seconds"]
+    assert results["wall_seconds"] == on_disk["wall_seconds"]

@@ -174,3 +174,20 @@ def test_program_without_weights_fails_with_a_clear_message(tmp_path):
     assert done.returncode == 2
     assert "no classifier weights in" in done.stderr and "stage1/classifier.weights.h5" in done.stderr
     assert not (tmp_path / "export").exists()
+
+
+def test_export_center_crops_and_applies_the_models_imagenet_preprocessing(tmp_path):
+    """A crop pre-processor (data.resize_size) and an ImageNet-preprocessing ResNet-50: the SavedModel takes the
+    decoded (larger) images and gives what the in-memory classifier gives on their center crops."""
+    from tf_twostage.models import build_resnet50
+
+    keras.utils.set_random_seed(4)
+    classifier = build_resnet50((32, 32, 3), 3, input_preprocessing="imagenet")
+    preprocessor = Preprocessor(None, crop_size=(32, 32))
+    version_dir = export_classifier(classifier, preprocessor, (36, 36, 3), ("a", "b", "c"), str(tmp_path), "crop",
+                                    encoded_images=True)
+    images = np.random.RandomState(5).randint(0, 256, size=(3, 36, 36, 3)).astype(np.uint8)
+    served = tf.saved_model.load(version_dir).signatures["serving_default"](image=tf.constant(images))
+    expected = classifier(images[:, 2:34, 2:34, :].astype(np.float32) / 255.0, training=False)
+    np.testing.assert_allclose(served["probabilities"].numpy(), np.asarray(expected), atol=1e-5)
+    assert any(isinstance(layer, type(classifier.get_layer("imagenet_preprocessing"))) for layer in classifier.layers)

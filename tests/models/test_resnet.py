@@ -314,3 +314,50 @@ def test_factory_resnet50_without_optional_keys():
 def test_factory_rejects_unknown_names():
     with pytest.raises(ValueError, match="resnet14.*'resnet18'"):
         build_classifier(ml_collections.ConfigDict({"name": "resnet18"}), (32, 32, 3), 10)
+
+
+# ---------------------------------------------------------------- ImageNet weights and pre-processing
+
+
+def test_resnet50_imagenet_weights_go_through_keras_applications(tmp_path, monkeypatch):
+    """weights_path="imagenet" is keras.applications' own loading code; only its download is replaced by a
+    small local file the test makes (Keras' release file is legacy HDF5 of the same topology)."""
+    h5py = pytest.importorskip("h5py")
+    legacy = pytest.importorskip("keras.src.legacy.saving.legacy_h5_format")
+    from keras.src.utils import file_utils
+
+    keras.utils.set_random_seed(5)
+    stock = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    path = tmp_path / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    with h5py.File(path, "w") as f:
+        legacy.save_weights_to_hdf5_group(f, stock)
+    fetched = []
+    monkeypatch.setattr(file_utils, "get_file", lambda name, *args, **kwargs: fetched.append(name) or str(path))
+    model = build_resnet50((32, 32, 3), 14, weights_path="imagenet", input_preprocessing="imagenet")
+    assert fetched == ["resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"]
+    backbone = model.get_layer("backbone")
+    assert all(bn.synchronized for bn in _batch_norms(backbone))
+    for expected, actual in zip(stock.weights, backbone.weights):
+        np.testing.assert_array_equal(expected.numpy(), actual.numpy())
+
+
+def test_resnet50_imagenet_download_failure_is_one_clear_error(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(ValueError, match="model.weights_path=imagenet: the ImageNet weights could not be obtained"):
+        build_resnet50((32, 32, 3), 14, weights_path="imagenet")
+
+
+def test_imagenet_preprocessing_is_keras_preprocess_input_of_the_pixels():
+    model = build_resnet50((32, 32, 3), 3, input_preprocessing="imagenet")
+    layer = model.get_layer("imagenet_preprocessing")
+    pixels = np.random.RandomState(0).randint(0, 256, size=(2, 32, 32, 3)).astype("float32")
+    expected = keras.applications.resnet50.preprocess_input(pixels.copy())
+    np.testing.assert_allclose(np.asarray(layer(pixels / 255.0)), expected, atol=1e-3)
+    assert model.get_layer("backbone").input is not None and model.layers[1] is layer
+    with pytest.raises(ValueError, match="model.input_preprocessing must be one of none, imagenet"):
+        build_resnet50((32, 32, 3), 3, input_preprocessing="caffe")

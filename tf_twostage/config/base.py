@@ -24,7 +24,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.download = False  # tfds datasets: allow a download (needs network)
     config.data.val_fraction = 0.1  # of the noisy training set, held out stratified
     config.data.subtract_mean = False  # per-pixel mean of the training set
-    config.data.image_size = (224, 224)  # on-disk datasets are decoded and resized to this
+    config.data.image_size = (224, 224)  # on-disk datasets: the size the model takes
+    # On-disk datasets: () decode and resize straight to image_size | (H, W) resize to this, then crop to
+    # image_size: a random crop per image in training, the center crop in evaluation and in the export.
+    config.data.resize_size = ()
     config.data.channels = 3
     config.data.train = ""  # folder / csv: training source (noisy labels)
     config.data.test = ""  # folder / csv: test source (clean labels)
@@ -49,7 +52,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.input_noise = 0.0  # mlp: GaussianNoise stddev on the input
     config.model.top_noise = 0.0  # resnet: GaussianNoise stddev above the pooling
     config.model.weight_decay = 0.0  # resnet14: L2 on the kernels
-    config.model.weights_path = ""  # resnet50: local ImageNet weights file (never downloaded)
+    # resnet50 initialization: "" random | "imagenet" (keras.applications downloads the ImageNet weights once,
+    # needs network, cached in ~/.keras/models) | the path of a local weights file (no network).
+    config.model.weights_path = ""
+    # Inside the model, before the backbone: none | imagenet (keras.applications.resnet50.preprocess_input on
+    # the pipeline's [0, 1] pixels: x 255, RGB -> BGR, minus the ImageNet channel means; for ImageNet weights).
+    # Being part of the classifier, it is applied in training, evaluation and the exported SavedModel alike.
+    config.model.input_preprocessing = "none"
 
     config.stage1 = ml_collections.ConfigDict()  # noisy pre-training (also the `ce` baseline)
     config.stage1.epochs = 40
@@ -98,8 +107,24 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage2.stop_gradient = False  # Pi: no gradient through the second pass (cheaper)
     config.stage2.input_noise = 0.15  # mlp: GaussianNoise on the input of the semi-supervised model
     config.stage2.top_noise = 0.0  # resnet: GaussianNoise above the pooling
+    # Dropout of the semi-supervised model alone (None: model.dropout, as in Stage 1); where it sits is the
+    # model's (mlp: after each hidden layer; resnet14: between the convolutions of each residual unit).
+    config.stage2.dropout = placeholder_float()
+    # How the consistency term is normalized: classes (squared difference averaged over batch and classes, as
+    # Laine & Aila's code, to which max_weight_pi/te refer) | paper (summed over classes, averaged over the
+    # batch: the paper's Eq. 2, to which its alpha = 100 refers; the weight is multiplied by the class count).
+    config.stage2.consistency_normalization = "classes"
+    # What `epochs` counts: all (an epoch = one pass over the unlabeled half, i.e. all training images) |
+    # labeled (a sub-epoch = one pass over the labeled half, i.e. the kept labels; the paper's Clothing1M).
+    config.stage2.epoch_unit = "all"
+    # > 0: halve (lr_factor) the learning rate when validation accuracy has not improved for this many
+    # (sub-)epochs, down to min_lr; needs a constant learning rate (rampup_epochs = rampdown_epochs = 0).
+    config.stage2.lr_patience = 0
+    config.stage2.lr_factor = 0.5
+    config.stage2.min_lr = 1e-7
+    config.stage2.early_stopping_patience = 0  # > 0: stop after this many (sub-)epochs without improvement
     config.stage2.translate_px = 2  # +-px random translation of both passes
-    config.stage2.finetune_epochs = 0  # > 0: fine-tune on the clean subset afterwards (Table 4, 7 -> 8)
+    config.stage2.finetune_epochs = 0  # > 0: fine-tune on the clean subset afterwards (Table 4: rows 7, 8 -> 12, 13)
     config.stage2.finetune_learning_rate = 1e-5
 
     config.baselines = ml_collections.ConfigDict()  # the comparison rows (docs/protocol.md section 5)
@@ -157,6 +182,11 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     except (KeyError, AttributeError, TypeError) as error:
         raise ValueError(f"{path} does not match this version's config keys: {error}") from error
     return config
+
+
+def placeholder_float():
+    """A float key that may be left unset (None: "inherit") yet still be overridden from the command line."""
+    return config_dict.placeholder(float)
 
 
 def placeholder_str():

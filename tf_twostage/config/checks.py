@@ -24,6 +24,9 @@ from tf_twostage.stage1.clusters import TRANSITION_ESTIMATES
 from tf_twostage.stage1.label_issues import RULES as LABEL_ISSUE_RULES
 
 STAGE2_ALGORITHMS = ("pi", "temporal_ensembling")
+CONSISTENCY_NORMALIZATIONS = ("classes", "paper")  # tf_twostage.runs.stage2
+EPOCH_UNITS = ("all", "labeled")  # tf_twostage.runs.stage2
+INPUT_PREPROCESSING = ("none", "imagenet")  # tf_twostage.models.resnet
 BAD_FILE_POLICIES = ("error", "skip")
 STAGE1_RULES = ("auto", "confidence", "clean_set", "small_loss", "confident_or_small_loss")  # runs.stage1.RULES
 TRANSITION_SOURCES = ("estimated", "true")  # tf_twostage.runs.baselines.TRANSITION_SOURCES
@@ -74,6 +77,15 @@ def _check_train(train) -> None:
 def _check_data(data) -> None:
     _in_range("data.val_fraction", data.val_fraction, 0.0, 0.99)
     _image_size("data.image_size", data.image_size)
+    resize = tuple(data.resize_size or ())
+    if resize:
+        _image_size("data.resize_size", resize)
+        if data.name not in ("clothing1m", "folder", "csv"):
+            raise ValueError(f"data.resize_size is for datasets read from image files (clothing1m, folder, csv); "
+                             f"got {resize!r} with data.name={data.name}")
+        if resize[0] < data.image_size[0] or resize[1] < data.image_size[1]:
+            raise ValueError(f"data.resize_size {resize!r} must be at least data.image_size "
+                             f"{tuple(data.image_size)!r} (images are resized to it, then cropped)")
     _one_of("data.channels", data.channels, (1, 3))
     names = tuple(data.class_names or ())
     if names and (len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names)):
@@ -104,6 +116,14 @@ def _check_model(model) -> None:
         raise ValueError(f"model.hidden_units must be one or more integers >= 1, got {model.hidden_units!r}")
     for key in ("input_noise", "top_noise", "weight_decay"):
         _at_least(f"model.{key}", model[key], 0.0)
+    _one_of("model.input_preprocessing", model.input_preprocessing, INPUT_PREPROCESSING)
+    if model.name != "resnet50":
+        if model.input_preprocessing != "none":
+            raise ValueError(f"model.input_preprocessing={model.input_preprocessing} needs model.name=resnet50 "
+                             f"(ImageNet pre-processing goes with ImageNet weights); got model.name={model.name}")
+        if model.weights_path:
+            raise ValueError(f"model.weights_path is for model.name=resnet50; got {model.weights_path!r} with "
+                             f"model.name={model.name}")
 
 
 def _check_stage1(stage1) -> None:
@@ -136,6 +156,18 @@ def _check_stage2(stage2) -> None:
     _in_range("stage2.ensemble_momentum", stage2.ensemble_momentum, 0.0, 0.999)
     _integer("stage2.translate_px", stage2.translate_px, minimum=0)
     _integer("stage2.finetune_epochs", stage2.finetune_epochs, minimum=0)
+    if stage2.dropout is not None:
+        _in_range("stage2.dropout", stage2.dropout, 0.0, 0.99)
+    _one_of("stage2.consistency_normalization", stage2.consistency_normalization, CONSISTENCY_NORMALIZATIONS)
+    _one_of("stage2.epoch_unit", stage2.epoch_unit, EPOCH_UNITS)
+    _integer("stage2.lr_patience", stage2.lr_patience, minimum=0)
+    _in_range("stage2.lr_factor", stage2.lr_factor, 0.001, 0.999)
+    _at_least("stage2.min_lr", stage2.min_lr, 0.0)
+    _integer("stage2.early_stopping_patience", stage2.early_stopping_patience, minimum=0)
+    if stage2.lr_patience and (stage2.rampup_epochs or stage2.rampdown_epochs):
+        raise ValueError(f"stage2.lr_patience={stage2.lr_patience} halves a constant learning rate; set "
+                         f"stage2.rampup_epochs and stage2.rampdown_epochs to 0 (got {stage2.rampup_epochs} and "
+                         f"{stage2.rampdown_epochs}) or stage2.lr_patience to 0")
     _positive("stage2.finetune_learning_rate", stage2.finetune_learning_rate)
 
 

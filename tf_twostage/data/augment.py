@@ -8,7 +8,9 @@ gets its own stateless seed from the pipeline (`tf.data.Dataset.random`), and th
 stateless ones of `tf.image` / `tf.random`.
 
 A translation by up to `translate_px` pixels with zero fill is the usual pad-and-crop: each image is
-shifted by its own integer offset in [-translate_px, translate_px] along each axis.
+shifted by its own integer offset in [-translate_px, translate_px] along each axis. `crop_size` takes a
+random window of that size from each (larger) image, at its own offset (images resized to 256, cropped to
+224: the ImageNet / Clothing1M way).
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ class RandomFlipTranslate:
     `seed` a `[2]` int tensor (stateless). Without a seed (eager, interactive use) one is drawn from the
     global RNG."""
 
-    def __init__(self, image_shape, flip: bool = False, translate_px: int = 0, seed: int = 0):
+    def __init__(self, image_shape, flip: bool = False, translate_px: int = 0, seed: int = 0, crop_size=None):
         self.image_shape = tuple(int(size) for size in image_shape)
         self.flip = bool(flip)
         self.translate_px = int(translate_px)
         self.seed = int(seed)
+        self.crop_size = None if crop_size is None else tuple(int(size) for size in crop_size)
 
     def __call__(self, images, seed=None, training: bool = True) -> tf.Tensor:
         images = tf.convert_to_tensor(images)
@@ -37,6 +40,8 @@ class RandomFlipTranslate:
             seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
         seed = tf.cast(seed, tf.int64) + tf.constant([self.seed, 0], tf.int64)
         flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if self.crop_size is not None and tuple(images.shape[1:3]) != self.crop_size:
+            images = random_crop(images, self.crop_size, tf.random.experimental.stateless_fold_in(seed, 3))
         if self.translate_px:  # the flips are folded into the per-image crops
             return translate(images, self.translate_px, shift_seed, flips=flip_draws(images, flip_seed)
                              if self.flip else None)
@@ -86,15 +91,36 @@ def translate(images: tf.Tensor, max_shift: int, seed, flips=None) -> tf.Tensor:
     )
 
 
-def build_augmenter(image_shape, flip: bool = False, translate_px: int = 0, seed: int = 0
+def random_crop(images: tf.Tensor, size, seed) -> tf.Tensor:
+    """A `size` = (h, w) window of each image of the batch, at its own uniform offset (plain row gathers, as
+    `translate`)."""
+    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    crop_height, crop_width = size
+    batch = tf.shape(images)[0]
+    row_seed, column_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    top = tf.random.stateless_uniform([batch, 1], row_seed, minval=0, maxval=height - crop_height + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([batch, 1], column_seed, minval=0, maxval=width - crop_width + 1,
+                                       dtype=tf.int32)
+    first = tf.range(batch)[:, tf.newaxis]
+    rows = first * height + top + tf.range(crop_height)[tf.newaxis]  # [B, h] into B * H rows
+    cropped_rows = tf.gather(tf.reshape(images, [-1, width, channels]), rows)  # [B, h, W, C]
+    columns = first * width + left + tf.range(crop_width)[tf.newaxis]  # [B, w] into B * W
+    by_column = tf.reshape(tf.transpose(cropped_rows, [0, 2, 1, 3]), [-1, crop_height, channels])  # [B * W, h, C]
+    return tf.transpose(tf.gather(by_column, columns), [0, 2, 1, 3])
+
+
+def build_augmenter(image_shape, flip: bool = False, translate_px: int = 0, seed: int = 0, crop_size=None
                     ) -> Optional[RandomFlipTranslate]:
-    """A batch augmenter (flip, translation), or None when nothing is asked."""
+    """A batch augmenter (flip, translation, random crop), or None when nothing is asked.
+
+    `image_shape` is the shape after any crop; `crop_size` (the pre-processor's) adds a random crop of
+    larger images to that size."""
     height, width, _ = image_shape
     if translate_px < 0 or translate_px >= min(height, width):
         raise ValueError(
             f"augment.translate_px must be in [0, {min(height, width)}) for {height}x{width} images, "
             f"got {translate_px}"
         )
-    if not flip and not translate_px:
+    if not flip and not translate_px and crop_size is None:
         return None
-    return RandomFlipTranslate(image_shape, flip=flip, translate_px=translate_px, seed=seed)
+    return RandomFlipTranslate(image_shape, flip=flip, translate_px=translate_px, seed=seed, crop_size=crop_size)

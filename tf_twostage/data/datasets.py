@@ -94,7 +94,7 @@ def load_dataset(data_config) -> DatasetSplits:
 
         return load_clothing1m(
             data_config.dir,
-            image_size=tuple(data_config.image_size),
+            image_size=decoded_image_size(data_config),
             on_bad_file=data_config.on_bad_file,
         )
     if name in ("folder", "csv"):
@@ -106,12 +106,18 @@ def load_dataset(data_config) -> DatasetSplits:
             train=data_config.train,
             test=data_config.test,
             clean=data_config.clean or "",
-            image_size=tuple(data_config.image_size),
+            image_size=decoded_image_size(data_config),
             channels=int(data_config.channels),
             class_names=tuple(data_config.class_names or ()),
             on_bad_file=data_config.on_bad_file,
         )
     raise ValueError(f"data.name must be one of {', '.join(DATASET_NAMES)}; got {name!r}")
+
+
+def decoded_image_size(data_config) -> tuple:
+    """The size on-disk images are decoded and resized to: `data.resize_size` when set (the pipeline then
+    crops them to `data.image_size`), else `data.image_size`."""
+    return tuple(data_config.get("resize_size", ()) or ()) or tuple(data_config.image_size)
 
 
 def _in_memory_split(images, labels, index, num_classes) -> ImageSplit:

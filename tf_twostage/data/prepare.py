@@ -30,6 +30,12 @@ class PreparedData:
 
     @property
     def image_shape(self) -> tuple:
+        """The shape of the images the model takes (after a crop, see `raw_image_shape`)."""
+        return self.preprocessor.output_shape(self.dataset.image_shape)
+
+    @property
+    def raw_image_shape(self) -> tuple:
+        """The shape of the decoded images (`data.resize_size` when set), what a SavedModel takes."""
         return self.dataset.image_shape
 
 
@@ -65,7 +71,8 @@ def prepare_data(config) -> PreparedData:
             f"dataset {dataset.name!r} has no training images left after holding out data.val_fraction="
             f"{config.data.val_fraction}; lower it (it must leave at least one training image)"
         )
-    preprocessor = fit_preprocessor(train, bool(config.data.subtract_mean), config.seed)
+    crop_size = tuple(config.data.image_size) if tuple(config.data.get("resize_size", ()) or ()) else None
+    preprocessor = fit_preprocessor(train, bool(config.data.subtract_mean), config.seed, crop_size)
     return PreparedData(
         dataset=dataset,
         train=train,

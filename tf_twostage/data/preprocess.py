@@ -1,8 +1,10 @@
 """Pixel pre-processing shared by the training pipelines and the exported model.
 
-Images travel as uint8 until the batch is formed (and is augmented); then they are scaled to [0, 1]
-and the per-pixel mean of the training set is subtracted (docs/protocol.md section 2). The same `Preprocessor`
-(its mean image is plain data) is what the SavedModel export applies to raw uint8 images.
+Images travel as uint8 until the batch is formed (and is augmented); then they are scaled to [0, 1],
+center-cropped to `crop_size` if they are still larger (images resized to 256 and cropped to 224: the
+training augmenter takes a random crop, everything else the center crop), and the per-pixel mean of the
+training set is subtracted (docs/protocol.md section 2). The same `Preprocessor` (its mean image is plain
+data) is what the SavedModel export applies to raw uint8 images.
 """
 
 from __future__ import annotations
@@ -23,8 +25,14 @@ class Preprocessor:
     """uint8 images -> float32: divide by 255, then subtract `mean_image` (in [0, 1] units) if given."""
 
     mean_image: Optional[np.ndarray] = None
+    crop_size: Optional[tuple] = None  # (H, W) the model takes; larger images are center-cropped to it
 
     def __post_init__(self):
+        if self.crop_size is not None:
+            crop = tuple(int(d) for d in self.crop_size)
+            if len(crop) != 2 or min(crop) < 1:
+                raise ValueError(f"crop_size must be (height, width) integers >= 1, got {self.crop_size!r}")
+            object.__setattr__(self, "crop_size", crop)
         if self.mean_image is None:
             return
         mean = np.asarray(self.mean_image)
@@ -41,6 +49,26 @@ class Preprocessor:
     def scale(self, images: tf.Tensor) -> tf.Tensor:
         return tf.cast(images, tf.float32) / 255.0
 
+    def output_shape(self, image_shape) -> tuple:
+        """The shape of pre-processed images (the model's input) for raw images of `image_shape`."""
+        height, width, channels = (int(d) for d in image_shape)
+        if self.crop_size is None:
+            return (height, width, channels)
+        if self.crop_size[0] > height or self.crop_size[1] > width:
+            raise ValueError(f"crop size {self.crop_size} is larger than the images ({height}, {width})")
+        return (*self.crop_size, channels)
+
+    def center_crop(self, scaled: tf.Tensor) -> tf.Tensor:
+        """The central `crop_size` window of `[..., H, W, C]` images (unchanged when already that size)."""
+        if self.crop_size is None:
+            return scaled
+        height, width = scaled.shape[-3], scaled.shape[-2]
+        crop_height, crop_width = self.crop_size
+        if (height, width) == (crop_height, crop_width):
+            return scaled
+        top, left = (height - crop_height) // 2, (width - crop_width) // 2
+        return scaled[..., top:top + crop_height, left:left + crop_width, :]
+
     def normalize(self, scaled: tf.Tensor) -> tf.Tensor:
         if self.mean_image is None:
             return scaled
@@ -54,25 +82,36 @@ class Preprocessor:
         """
         if augmenter is not None:
             images = augmenter(images, seed=seed)
-        return self.normalize(self.scale(images))
+        return self.normalize(self.center_crop(self.scale(images)))
 
     def to_json(self) -> dict:
-        return {"mean_subtraction": self.mean_image is not None}
+        report = {"mean_subtraction": self.mean_image is not None}
+        if self.crop_size is not None:
+            report["crop_size"] = list(self.crop_size)
+        return report
 
 
-def fit_preprocessor(split: ImageSplit, subtract_mean: bool, seed: int = 0) -> Preprocessor:
+def fit_preprocessor(split: ImageSplit, subtract_mean: bool, seed: int = 0, crop_size=None) -> Preprocessor:
     """The pre-processing for `split` (the training set): its per-pixel mean when asked.
 
     In-memory splits use every image; on-disk splits average a seeded sample of at most
-    `MEAN_SAMPLE_SIZE` images so a million files are not decoded just for the mean.
+    `MEAN_SAMPLE_SIZE` images so a million files are not decoded just for the mean. With `crop_size` the
+    mean is that of the central crop (the images the model sees are crops).
     """
     if not subtract_mean:
-        return Preprocessor(None)
+        return Preprocessor(None, crop_size)
+    mean = _mean_image(split, seed)
+    if crop_size is not None:
+        mean = Preprocessor(None, crop_size).center_crop(tf.constant(mean)).numpy()
+    return Preprocessor(mean, crop_size)
+
+
+def _mean_image(split: ImageSplit, seed: int) -> np.ndarray:
     if len(split) == 0:
         raise ValueError("cannot compute the per-pixel mean of an empty training set")
     if split.in_memory:
         mean = split.images.astype(np.float64).mean(axis=0) / 255.0
-        return Preprocessor(mean.astype(np.float32))
+        return mean.astype(np.float32)
     rng = np.random.RandomState(seed)
     count = min(len(split), MEAN_SAMPLE_SIZE)
     positions = np.sort(rng.choice(len(split), size=count, replace=False))
@@ -84,4 +123,4 @@ def fit_preprocessor(split: ImageSplit, subtract_mean: bool, seed: int = 0) -> P
     total = np.zeros(split.image_shape, dtype=np.float64)
     for batch in dataset.as_numpy_iterator():
         total += batch.astype(np.float64).sum(axis=0)
-    return Preprocessor((total / count / 255.0).astype(np.float32))
+    return (total / count / 255.0).astype(np.float32)

@@ -13,7 +13,8 @@ MODEL_NAMES = ("mlp", "resnet14", "resnet50")
 def build_classifier(model_config, input_shape, num_classes: int, seed: int = 0) -> keras.Model:
     """The classifier of `model_config` for images of `input_shape` and `num_classes` classes.
 
-    Keys only some models read (`top_noise`, `weight_decay`, `weights_path`) default when absent.
+    Keys only some models read (`top_noise`, `weight_decay`, `weights_path`, `input_preprocessing`) default
+    when absent.
     """
     name = model_config.name
     if name == "mlp":
@@ -42,5 +43,6 @@ def build_classifier(model_config, input_shape, num_classes: int, seed: int = 0)
             dropout=float(model_config.get("dropout", 0.0)),
             top_noise=float(model_config.get("top_noise", 0.0)),
             seed=seed,
+            input_preprocessing=str(model_config.get("input_preprocessing", "none") or "none"),
         )
     raise ValueError(f"model.name must be one of {', '.join(MODEL_NAMES)}; got {name!r}")

@@ -6,9 +6,10 @@ Both return plain `keras.Model`s mapping pre-processed images to softmax probabi
 (docs/traps.md); without a strategy it behaves like a plain BatchNormalization.
 
 Inputs are what our data pipeline produces: pixels scaled to [0, 1], minus the per-pixel training mean when
-`data.subtract_mean` is set. Keras' own `keras.applications.resnet50.preprocess_input` (BGR, ImageNet
-mean in 0..255 units) is NOT applied, also not when ImageNet weights are loaded: the backbone adapts to our
-input scale while it is trained.
+`data.subtract_mean` is set. ResNet-50 with `input_preprocessing="imagenet"` (for ImageNet weights) starts
+with an `ImageNetPreprocessing` layer: Keras' own `keras.applications.resnet50.preprocess_input` (BGR,
+ImageNet channel means in 0..255 units) applied to those [0, 1] pixels times 255. It is part of the
+classifier, so training, evaluation and the exported SavedModel all apply it.
 """
 
 from __future__ import annotations
@@ -133,6 +134,37 @@ def _synchronize_batch_norm(model: keras.Model, name: str) -> keras.Model:
     return keras.Model.from_config(config)
 
 
+INPUT_PREPROCESSING = ("none", "imagenet")
+IMAGENET = "imagenet"  # weights_path value: keras.applications' ImageNet weights (downloaded once, cached)
+
+
+@keras.saving.register_keras_serializable(package="tf_twostage")
+class ImageNetPreprocessing(keras.layers.Layer):
+    """[0, 1] RGB pixels -> `keras.applications.resnet50.preprocess_input(255 x pixels)` (caffe mode: BGR,
+    minus the ImageNet channel means), the input the ImageNet weights of `keras.applications` expect."""
+
+    def call(self, inputs):
+        return keras.applications.resnet50.preprocess_input(keras.ops.multiply(inputs, 255.0))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _imagenet_backbone(shape) -> keras.Model:
+    """`keras.applications.ResNet50` with `weights="imagenet"` (Keras downloads the file once, into
+    ~/.keras/models, and checks its hash); a failed download is one clear error."""
+    if shape[-1] != 3:
+        raise ValueError(f"model.weights_path=imagenet needs 3 input channels, got input shape {shape}")
+    try:
+        return keras.applications.ResNet50(include_top=False, weights=IMAGENET, input_shape=shape, pooling="avg")
+    except Exception as error:  # Keras raises a bare Exception("URL fetch failure ...") offline
+        raise ValueError(
+            f"model.weights_path=imagenet: the ImageNet weights could not be obtained ({error}); where there is no "
+            "network, give the path of a local weights file (e.g. resnet50_weights_tf_dim_ordering_tf_kernels_"
+            "notop.h5 copied into ~/.keras/models or anywhere) instead"
+        ) from error
+
+
 def build_resnet50(
     input_shape: Sequence[int],
     num_classes: int,
@@ -141,15 +173,17 @@ def build_resnet50(
     top_noise: float = 0.0,
     seed: int = 0,
     name: str = "resnet50",
+    input_preprocessing: str = "none",
 ) -> keras.Model:
     """ResNet-50 (the paper's Clothing1M model): a `keras.applications.ResNet50` backbone and a dense head.
 
-    The backbone (`include_top=False, pooling="avg"`, nested as the layer named "backbone") is always
-    built with `weights=None`: nothing is downloaded at run time. With `weights_path`, ImageNet weights are
-    loaded from that local file with `backbone.load_weights` (e.g. Keras'
+    The backbone (`include_top=False, pooling="avg"`, nested as the layer named "backbone") is Keras'.
+    `weights_path`: "" random initialization; "imagenet" Keras' ImageNet weights through
+    `keras.applications.ResNet50(weights="imagenet")` (downloaded once where there is a network, then
+    cached); a file path: loaded from that local file with `backbone.load_weights` (e.g. Keras'
     `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`, or a `.weights.h5` saved from a backbone;
-    ImageNet weights need 3 input channels). Inputs are our pipeline's [0, 1] pixels minus the training
-    mean; `keras.applications.resnet50.preprocess_input` is not applied. `top_noise` > 0 adds a
+    ImageNet weights need 3 input channels). `input_preprocessing="imagenet"` puts `ImageNetPreprocessing`
+    before the backbone (inputs: [0, 1] pixels, no mean subtracted). `top_noise` > 0 adds a
     `GaussianNoise` layer and `dropout` > 0 a `Dropout` layer on the pooled features, before the dense
     softmax layer; both are active only in training. Input must be at least 32x32.
     """
@@ -157,19 +191,29 @@ def build_resnet50(
     dropout = _check_rate("dropout", dropout)
     top_noise = _check_non_negative("top_noise", top_noise)
     weights_path = os.fspath(weights_path) if weights_path else ""
-    if weights_path and not os.path.isfile(weights_path):
+    if input_preprocessing not in INPUT_PREPROCESSING:
+        raise ValueError(f"model.input_preprocessing must be one of {', '.join(INPUT_PREPROCESSING)}; "
+                         f"got {input_preprocessing!r}")
+    if weights_path and weights_path != IMAGENET and not os.path.isfile(weights_path):
         raise FileNotFoundError(
-            f"model.weights_path: no ResNet-50 weights file at {weights_path!r} (weights are never downloaded; "
-            "give the path of a local .h5 / .weights.h5 file, or leave it empty for random initialization)"
+            f"model.weights_path: no ResNet-50 weights file at {weights_path!r} (a path is never downloaded; "
+            "give the path of a local .h5 / .weights.h5 file, \"imagenet\" to download Keras' ImageNet weights, or "
+            "leave it empty for random initialization)"
         )
 
-    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=shape, pooling="avg")
-    backbone = _synchronize_batch_norm(backbone, name="backbone")
-    if weights_path:
+    stock = (_imagenet_backbone(shape) if weights_path == IMAGENET else
+             keras.applications.ResNet50(include_top=False, weights=None, input_shape=shape, pooling="avg"))
+    backbone = _synchronize_batch_norm(stock, name="backbone")
+    if weights_path == IMAGENET:
+        backbone.set_weights(stock.get_weights())
+    elif weights_path:
         backbone.load_weights(weights_path)
 
     inputs = keras.Input(shape=shape, name="image")
-    x = backbone(inputs)
+    x = inputs
+    if input_preprocessing == "imagenet":
+        x = ImageNetPreprocessing(name="imagenet_preprocessing")(x)
+    x = backbone(x)
     if top_noise:
         x = keras.layers.GaussianNoise(top_noise, seed=seed, name="top_noise")(x)
     if dropout:

@@ -82,4 +82,5 @@ def build_stage_augmenter(config, data: PreparedData):
         flip=bool(config.augment.flip),
         translate_px=int(config.augment.translate_px),
         seed=config.seed,
+        crop_size=data.preprocessor.crop_size,
     )

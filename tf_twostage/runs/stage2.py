@@ -1,11 +1,13 @@
 """Stage 2 end to end: semi-supervised training on all images with only the labels Stage 1 kept.
 
 Continues from the Stage-1 weights (the best-validation epoch) in the semi-supervised variant of the
-same architecture (Gaussian noise added; it has no weights, so they carry over), trains it with the Pi
-model or temporal ensembling on the half-labeled / half-unlabeled stream, and optionally fine-tunes it
-on a clean subset with a small learning rate (the paper's Table 4, rows 7 -> 8). Both are checkpointed
-every epoch (`tf_twostage.training.resume`): a rerun after a crash continues with the optimizer, the ramps and
-the temporal-ensemble buffer as they were.
+same architecture (Gaussian noise and the Stage-2 dropout added; they have no weights, so the weights carry
+over), trains it with the Pi model or temporal ensembling on the half-labeled / half-unlabeled stream (epochs,
+or the paper's Clothing1M sub-epochs; a ramped or a constant learning rate, halved on plateaus; optional
+early stopping), and optionally fine-tunes it on a clean subset with a small learning rate (the paper's
+Table 4, rows 7, 8 -> 12, 13). Both are checkpointed every epoch (`tf_twostage.training.resume`): a rerun
+after a crash continues with the optimizer, the ramps, the plateau and stopping counters and the
+temporal-ensemble buffer as they were.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from tf_twostage.data.pipelines import semi_supervised_stream, supervised_datase
 from tf_twostage.data.prepare import PreparedData
 from tf_twostage.training.distribution import check_global_batch_size
 from tf_twostage.models import build_classifier
+from tf_twostage.training.early_stopping import ResumableEarlyStopping
+from tf_twostage.training.optimizers import ResumableReduceLROnPlateau
 from tf_twostage.training.resume import checkpoint_dir, resume_fit
 from tf_twostage.stage1.selection import check_every_class_kept
 from tf_twostage.stage2.pi_model import PiModel
@@ -37,10 +41,15 @@ ALGORITHMS = ("pi", "temporal_ensembling")
 
 
 def build_semi_supervised_classifier(config, data: PreparedData) -> keras.Model:
-    """The config's architecture with the Stage-2 stochastic perturbations (input / top noise)."""
+    """The config's architecture with the Stage-2 stochastic perturbations (input / top noise, and the
+    Stage-2 dropout when `stage2.dropout` is set; none of them has weights, so Stage 1's carry over)."""
     model_config = ml_collections.ConfigDict(config.model.to_dict())
     model_config.input_noise = float(config.stage2.input_noise)
     model_config.top_noise = float(config.stage2.top_noise)
+    if config.stage2.dropout is not None:
+        model_config.dropout = float(config.stage2.dropout)
+    if config.stage2.init_from_stage1:
+        model_config.weights_path = ""  # Stage 1's weights replace any initialization: none loaded twice
     return build_classifier(model_config, data.image_shape, data.num_classes, config.seed)
 
 
@@ -56,17 +65,66 @@ def make_trainer(config, classifier: keras.Model, data: PreparedData):
     raise ValueError(f"stage2.algorithm must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
 
 
-def consistency_schedule(config, num_labeled: int, num_examples: int, steps_per_epoch: int):
-    """weight(step): the fixed alpha, or w_max (scaled by the labeled fraction) x ramp-up of the epoch."""
+def consistency_schedule(config, num_labeled: int, num_examples: int, steps_per_epoch: int, num_classes: int = 1):
+    """weight(step): the fixed alpha, or w_max (scaled by the labeled fraction) x ramp-up of the epoch.
+
+    The trainer averages the squared difference over batch *and classes*; with
+    `stage2.consistency_normalization="paper"` the weight is multiplied by `num_classes`, so the term is the
+    paper's Eq. 2 (summed over classes, averaged over the batch) times the configured weight.
+    """
     stage2 = config.stage2
+    scale = float(num_classes) if stage2.consistency_normalization == "paper" else 1.0
     if float(stage2.fixed_weight) > 0:
-        return schedules.PerEpoch(float(stage2.fixed_weight), steps_per_epoch)
+        return schedules.PerEpoch(float(stage2.fixed_weight) * scale, steps_per_epoch)
     max_weight = stage2.max_weight_pi if stage2.algorithm == "pi" else stage2.max_weight_te
     if stage2.scale_weight_by_labeled_fraction:
         max_weight = schedules.scaled_max_weight(max_weight, num_labeled, num_examples)
+    max_weight *= scale
     rampup_epochs = int(stage2.rampup_epochs)
     return schedules.PerEpoch(lambda epoch: schedules.consistency_weight(epoch, max_weight, rampup_epochs),
                               steps_per_epoch)
+
+
+def stage2_steps_per_epoch(config, num_labeled: int, num_examples: int) -> int:
+    """Steps of one Stage-2 epoch: a pass of the unlabeled half over all `num_examples` images, or with
+    `stage2.epoch_unit="labeled"` a sub-epoch, a pass of the labeled half over the `num_labeled` kept labels."""
+    half = int(config.stage2.batch_size) // 2
+    count = num_labeled if config.stage2.epoch_unit == "labeled" else num_examples
+    return max(1, math.ceil(count / half))
+
+
+def stage2_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam with the temporal-ensembling ramps (`RampedAdam`), or, without ramps (rampup_epochs =
+    rampdown_epochs = 0), plain Adam at a constant learning rate that the plateau callback can halve (a
+    `LearningRateSchedule` cannot be set)."""
+    stage2 = config.stage2
+    if not int(stage2.rampup_epochs) and not int(stage2.rampdown_epochs):
+        return keras.optimizers.Adam(float(stage2.learning_rate))
+    return RampedAdam(stage2.learning_rate, steps_per_epoch, int(stage2.epochs), stage2.rampup_epochs,
+                      stage2.rampdown_epochs)
+
+
+def plateau_and_stopping_callbacks(config, has_validation: bool) -> list:
+    """Learning-rate halving on a validation-accuracy plateau and early stopping, as `stage2` asks.
+
+    Both monitor `val_accuracy` (what Stage 2 validates on is the run's choice) and keep their counters
+    across a resume.
+    """
+    stage2 = config.stage2
+    callbacks = []
+    for key in ("lr_patience", "early_stopping_patience"):
+        if int(stage2[key]) and not has_validation:
+            raise ValueError(f"stage2.{key}={stage2[key]} monitors validation accuracy, but this run has no "
+                             "validation examples in Stage 2 (data.val_fraction, or an empty refined "
+                             "validation set); set it to 0")
+    if int(stage2.lr_patience):
+        callbacks.append(ResumableReduceLROnPlateau(monitor="val_accuracy", mode="max",
+                                                    factor=float(stage2.lr_factor),
+                                                    patience=int(stage2.lr_patience),
+                                                    min_lr=float(stage2.min_lr)))
+    if int(stage2.early_stopping_patience):
+        callbacks.append(ResumableEarlyStopping(patience=int(stage2.early_stopping_patience)))
+    return callbacks
 
 
 def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage1_weights: str,
@@ -83,19 +141,20 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
     batch_size = int(stage2.batch_size)
     check_global_batch_size(batch_size, strategy, halves=True, key="stage2.batch_size")
     epochs = int(stage2.epochs)
-    steps_per_epoch = math.ceil(len(data.train) / (batch_size // 2))
+    steps_per_epoch = stage2_steps_per_epoch(config, len(labeled_positions), len(data.train))
 
     with strategy.scope():
         classifier = build_semi_supervised_classifier(config, data)
         if stage2.init_from_stage1:
             classifier.load_weights(stage1_weights)
         trainer = make_trainer(config, classifier, data)
-        optimizer = RampedAdam(stage2.learning_rate, steps_per_epoch, epochs, stage2.rampup_epochs,
-                               stage2.rampdown_epochs)
+        optimizer = stage2_optimizer(config, steps_per_epoch)
         trainer.compile(optimizer, consistency_weight=consistency_schedule(
-            config, len(labeled_positions), len(data.train), steps_per_epoch), **compile_options(config.train))
+            config, len(labeled_positions), len(data.train), steps_per_epoch, data.num_classes),
+            **compile_options(config.train))
     augmenter = build_augmenter(data.image_shape, flip=bool(config.augment.flip),
-                                translate_px=int(stage2.translate_px), seed=config.seed)
+                                translate_px=int(stage2.translate_px), seed=config.seed,
+                                crop_size=data.preprocessor.crop_size)
     stream = semi_supervised_stream(
         data.train, labeled_positions, data.train.labels, data.preprocessor, batch_size,
         seed=config.seed, augmenter=augmenter, num_views=2 if stage2.algorithm == "pi" else 1,
@@ -108,6 +167,7 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
                                                                   write_graph=False)]
     if stage2.algorithm == "temporal_ensembling":
         callbacks.append(EnsembleUpdate())
+    callbacks += plateau_and_stopping_callbacks(config, validation is not None)
     history = resume_fit(trainer, stream, epochs=epochs, steps_per_epoch=steps_per_epoch,
                          directory=checkpoint_dir(workdir, "stage2"), validation_data=validation,
                          callbacks=callbacks, verbose=fit_verbosity(config.verbose))

@@ -57,7 +57,8 @@ def export_classifier(
       classifier: the plain `keras.Model` mapping pre-processed images to softmax probabilities
         (not a trainer: pass `trainer.classifier`).
       preprocessor: the training run's `Preprocessor` (its mean image is stored in the archive).
-      image_shape: `(H, W, C)` of the raw images the model takes, C in (1, 3).
+      image_shape: `(H, W, C)` of the raw images the SavedModel takes, C in (1, 3) (larger than the
+        classifier's input when the pre-processor crops: the export center-crops, as evaluation does).
       class_names: one name per class, in class-id order (no line breaks).
       export_base: the folder of models; the SavedModel goes to `export_base/model_name/version/`.
       model_name: the model's folder name (TF Serving's model name).
@@ -71,8 +72,9 @@ def export_classifier(
     class_names = _check_class_names(class_names)
     _check_model_name(model_name)
     classifier = _check_classifier(classifier)
-    mean_image = _check_mean_image(preprocessor, image_shape)
-    _check_classifier_output(classifier, image_shape, len(class_names))
+    input_shape = _check_input_shape(preprocessor, image_shape)
+    mean_image = _check_mean_image(preprocessor, input_shape)
+    _check_classifier_output(classifier, input_shape, len(class_names))
 
     model_dir = os.path.join(os.fspath(export_base), model_name)
     version = next_version(model_dir) if version is None else _check_version(version)
@@ -126,7 +128,7 @@ def export_from_workdir(config, workdir: str, weights_path: str, model_name: Opt
         return export_classifier(
             classifier,
             data.preprocessor,
-            data.image_shape,
+            data.raw_image_shape,
             data.dataset.class_names,
             os.path.join(workdir, EXPORT_DIR),
             model_name or config.data.name,
@@ -179,7 +181,7 @@ def _build_archive(classifier, preprocessor, mean_image, image_shape, names_file
     mean = None if mean_image is None else tf.Variable(mean_image, trainable=False, name="mean_image")
 
     def predict(image):
-        scaled = preprocessor.scale(image)  # float32, / 255, as in training
+        scaled = preprocessor.center_crop(preprocessor.scale(image))  # float32, / 255, cropped, as in training
         if mean is not None:
             scaled = scaled - mean
         probabilities = tf.cast(classifier(scaled, training=False), tf.float32)
@@ -264,9 +266,14 @@ def _check_classifier(classifier) -> keras.Model:
     return classifier
 
 
-def _check_mean_image(preprocessor, image_shape) -> Optional[np.ndarray]:
+def _check_input_shape(preprocessor, image_shape) -> tuple:
+    """The classifier's input shape for raw images of `image_shape` (smaller when the pre-processing crops)."""
     if not isinstance(preprocessor, Preprocessor):
         raise ValueError(f"preprocessor must be a tf_twostage Preprocessor, got {type(preprocessor).__name__}")
+    return preprocessor.output_shape(image_shape)
+
+
+def _check_mean_image(preprocessor, image_shape) -> Optional[np.ndarray]:
     if preprocessor.mean_image is None:
         return None
     mean = np.asarray(preprocessor.mean_image, dtype=np.float32)
