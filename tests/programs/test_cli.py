@@ -18,6 +18,9 @@ def test_a_preset_name_resolves_to_the_packaged_file():
     assert argument.startswith("--config=") and argument.endswith(os.path.join("mnist5k.py"))
     assert os.path.isfile(argument.split("=", 1)[1])
     assert "smoke" in cli.list_presets() and "mnist5k" in cli.list_presets()
+    assert "paper/mnist" in cli.list_presets()
+    (argument,) = cli.resolve_config_argument(["--config=paper/mnist"])
+    assert argument.endswith(os.path.join("paper", "mnist.py")) and os.path.isfile(argument.split("=", 1)[1])
 
 
 def test_a_config_path_that_exists_is_kept_and_other_arguments_pass_through():

@@ -80,7 +80,7 @@ def resolve_config_argument(argv: Sequence[str]) -> list:
             if not value:
                 raise UsageError("--config is empty: give a config file (configs/NAME.py) or a preset name")
             if not os.path.isfile(value):
-                looks_like_path = os.sep in value or value.endswith(".py")
+                looks_like_path = value.endswith(".py")  # `paper/mnist` is a preset name
                 if looks_like_path and not os.path.isfile(_under_presets(value)):
                     raise UsageError(f"--config={value}: no such file; give a config file or one of the presets "
                                      f"{', '.join(list_presets())}")
