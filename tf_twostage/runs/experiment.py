@@ -51,6 +51,7 @@ from tf_twostage.runs.stage1 import (
     weights_path,
 )
 from tf_twostage.runs.stage2 import build_semi_supervised_classifier, train_stage2
+from tf_twostage.stage1.selection import check_every_class_kept
 
 FINAL_DIR = "final"
 FINAL_WEIGHTS = os.path.join(FINAL_DIR, "classifier.weights.h5")
@@ -190,12 +191,27 @@ def start_run(config, workdir: str, restart: bool = False, remedy: Optional[str]
         check_workdir(workdir, config, restart, **({"remedy": remedy} if remedy else {}))
         keras.utils.set_random_seed(int(config.seed))
         data = prepare_data(config)  # before writing anything: bad data leaves no trace in the workdir
+        check_preconditions(config, data)
         io_utils.write_json(os.path.join(workdir, "config.json"), config.to_dict())
     except BaseException:
         workdir_lock.release(workdir, remove_if_empty=True)
         raise
     logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
     return strategy, data, workdir
+
+
+def check_preconditions(config, data: PreparedData) -> None:
+    """Refuses, before any training, what a later stage would refuse after hours of it."""
+    if config.method in SEMI_SUPERVISED_METHODS + ("stage1_only",):
+        # Stage 2 (and stage1_only) learns a class only from its kept labels: a class with no training
+        # label at all can never be learned (a class whose labels Stage 1 drops gets a fallback instead).
+        check_every_class_kept(np.ones(len(data.train), bool), data.train.labels, data.num_classes,
+                               data.dataset.class_names)
+    if config.method in SEMI_SUPERVISED_METHODS and int(config.stage2.finetune_epochs) > 0 and (
+            data.clean is None or not len(data.clean)):
+        raise ValueError(f"stage2.finetune_epochs={config.stage2.finetune_epochs} needs a clean subset to "
+                         f"fine-tune on, but dataset {data.dataset.name!r} has none (set data.clean, or "
+                         "stage2.finetune_epochs=0)")
 
 
 def run_experiment(config, workdir: str, restart: bool = False) -> dict:
@@ -243,6 +259,8 @@ def _run_locked(config, data: PreparedData, strategy, workdir: str, started: flo
         "test_confusion_matrix": test_metrics["confusion_matrix"],
         "stage1": outcome.get("stage1"),
         "baseline": outcome.get("baseline"),
+        # What an option could not do on these data and what ran instead (a warning was logged for each).
+        "fallbacks": list((outcome.get("stage1") or {}).get("fallbacks", [])) + list(outcome.get("fallbacks", [])),
         "export_dir": export_dir,
         "history": outcome.get("history", {}),
         "num_replicas": strategy.num_replicas_in_sync,
