@@ -30,7 +30,7 @@ from tf_twostage.data.prepare import PreparedData
 from tf_twostage.training.metrics import predict_probabilities
 from tf_twostage.models import build_classifier
 from tf_twostage.stage1.callback import RANKINGS, PredictionRecorder
-from tf_twostage.runs.pretrain import train_cross_entropy
+from tf_twostage.runs.pretrain import stage1_epochs, train_cross_entropy
 from tf_twostage.baselines.transition import estimate_transition_matrix
 from tf_twostage.stage1.clusters import estimate_transition_by_clusters
 from tf_twostage.stage1.quality import selection_quality
@@ -91,7 +91,7 @@ def pretrain_with_recorder(config, data: PreparedData, strategy, workdir: str, s
         data.train,
         data.validation,
         data.preprocessor,
-        total_epochs=int(config.stage1.epochs),
+        total_epochs=stage1_epochs(config, len(data.train)),
         average_last=int(config.stage1.average_last) if config.stage1.ranking == "average" else 0,
         batch_size=eval_batch_size(config),
     )
