@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_twostage.baselines.transition import estimated_clean_accuracy
+from tf_twostage.baselines.transition import estimated_accuracy_standard_error, estimated_clean_accuracy
 from tf_twostage.data.pipelines import supervised_dataset
 from tf_twostage.data.preprocess import Preprocessor
 from tf_twostage.runs.experiment import run_experiment
@@ -34,6 +34,24 @@ def test_estimated_clean_accuracy_is_exact_with_the_true_matrix_and_plain_withou
     assert estimated_clean_accuracy(predictions, clean, np.eye(3)) == pytest.approx(0.9)
     with pytest.raises(ValueError, match="row-stochastic"):
         estimated_clean_accuracy(predictions, noisy, np.ones((3, 3)))
+
+
+def test_standard_error_of_the_estimate_is_deterministic_and_shrinks_with_more_examples():
+    rng = np.random.default_rng(0)
+    transition = np.full((10, 10), 0.5 / 9)
+    np.fill_diagonal(transition, 0.5)
+
+    def error(count):
+        clean = rng.integers(0, 10, count)
+        predictions = np.where(rng.random(count) < 0.9, clean, (clean + 1) % 10)
+        noisy = np.where(rng.random(count) < 0.5, (clean + rng.integers(1, 10, count)) % 10, clean)
+        first = estimated_accuracy_standard_error(predictions, noisy, transition, seed=3)
+        assert first == estimated_accuracy_standard_error(predictions, noisy, transition, seed=3)
+        return first
+
+    small, large = error(400), error(6400)
+    assert 0.035 < small < 0.07  # ~2.25 x the noisy accuracy's binomial error at symmetric 0.5
+    assert large < small / 3
 
 
 def _fit(keeper, directory, epochs):
@@ -87,6 +105,7 @@ def test_ce_run_reports_its_noisy_validation_corrected_and_the_epoch_it_kept(tmp
     history = results["history"]["stage1"]["val_accuracy"]
     assert validation["selected_epoch"] == int(np.argmax(history)) + 1 == validation["kept_epoch"]
     assert validation["last_epoch"] == 2 and "test_accuracy_last_epoch" in validation
+    assert 0.0 < validation["standard_error"] < 0.2
 
 
 def test_two_stage_refined_source_scores_the_kept_validation_labels(tmp_path):

@@ -182,3 +182,17 @@ def estimated_clean_accuracy(predictions, noisy_labels, transition_matrix) -> fl
     joint /= len(predictions)
     clean = joint @ np.linalg.inv(matrix)
     return float(np.clip(np.trace(clean), 0.0, 1.0))
+
+
+def estimated_accuracy_standard_error(predictions, noisy_labels, transition_matrix, resamples: int = 200,
+                                      seed: int = 0) -> float:
+    """Bootstrap standard error of `estimated_clean_accuracy` over the examples (deterministic given `seed`).
+
+    The correction divides by about 1 - (flip rate) - (flip rate)/(C-1): at symmetric 0.5 on 10 classes it
+    multiplies the sampling error of the noisy accuracy by 2.25 (400 examples: about +-5.6 points).
+    """
+    predictions, noisy_labels = np.asarray(predictions), np.asarray(noisy_labels)
+    rng = np.random.default_rng(seed)
+    draws = [estimated_clean_accuracy(predictions[sample], noisy_labels[sample], transition_matrix)
+             for sample in rng.integers(0, len(predictions), size=(int(resamples), len(predictions)))]
+    return float(np.std(draws))
