@@ -13,7 +13,7 @@ from tf_twostage.runs.experiment import run_experiment
 from tf_twostage.training.best_epoch import BestEpochKeeper
 from tf_twostage.training.resume import resume_fit
 from tests.conftest import make_split
-from tests.test_experiment import _smoke_config
+from tests.conftest import smoke_config as _smoke_config
 
 
 def test_estimated_clean_accuracy_is_exact_with_the_true_matrix_and_plain_without_noise():

@@ -10,7 +10,7 @@ from tf_twostage.runs import stage1 as stage1_run
 from tf_twostage.runs.experiment import run_experiment, start_run
 from tf_twostage.runs.stage1 import load_selection, select_labels
 from tf_twostage.stage1.selection import fill_empty_classes, transition_problem
-from tests.test_experiment import _smoke_config
+from tests.conftest import smoke_config as _smoke_config
 
 
 def test_transition_problem_names_a_singular_and_an_ill_conditioned_matrix():
