@@ -10,7 +10,7 @@ from tf_twostage.baselines.transition import estimated_accuracy_standard_error, 
 from tf_twostage.data.pipelines import supervised_dataset
 from tf_twostage.data.preprocess import Preprocessor
 from tf_twostage.runs.experiment import run_experiment
-from tf_twostage.training.best_epoch import BestEpochKeeper
+from tf_twostage.training.best_epoch import BestEpochKeeper, best_beats_last
 from tf_twostage.training.resume import resume_fit
 from tests.conftest import make_split
 from tests.conftest import smoke_config as _smoke_config
@@ -71,7 +71,8 @@ def test_keeper_leaves_the_best_epoch_and_a_resumed_run_ends_on_the_same_one(tmp
     keeper = BestEpochKeeper()
     model, history = _fit(keeper, tmp_path / "whole", 6)
     scores = history.history["val_accuracy"]
-    assert keeper.best_epoch == int(np.argmax(scores)) and keeper.kept_epoch == keeper.best_epoch
+    assert keeper.best_epoch == int(np.argmax(scores))
+    assert keeper.kept_epoch == (keeper.best_epoch if max(scores) > scores[-1] else 5)  # a tie keeps the last
     assert keeper.last_epoch == 5 and keeper.best_value == pytest.approx(max(scores))
     kept = model.get_weights()
 
@@ -79,9 +80,26 @@ def test_keeper_leaves_the_best_epoch_and_a_resumed_run_ends_on_the_same_one(tmp
     _fit(first, tmp_path / "split", 3)  # stopped after 3 epochs ...
     resumed = BestEpochKeeper()
     model, _ = _fit(resumed, tmp_path / "split", 6)  # ... and rerun: continues from the checkpoint
-    assert resumed.best_epoch == keeper.best_epoch
+    assert resumed.best_epoch == keeper.best_epoch and resumed.kept_epoch == keeper.kept_epoch
     for mine, theirs in zip(model.get_weights(), kept):
         np.testing.assert_allclose(mine, theirs, atol=1e-6)
+
+
+def test_best_epoch_is_kept_only_when_it_beats_the_last_by_more_than_two_standard_errors():
+    # 400 examples at 0.9: one standard error is 1.5 points.
+    assert best_beats_last(0.935, 0.9, 400) and not best_beats_last(0.925, 0.9, 400)
+    assert best_beats_last(0.91, 0.9, 0)  # size unknown: any gain counts
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    for num_examples, kept_epoch in ((400, 0), (10, 1)):  # 0.9 vs 0.85: 3.3 SE on 400 examples, 0.5 on 10
+        keeper = BestEpochKeeper(num_examples=num_examples)
+        keeper.set_model(model)
+        model.set_weights([np.ones((2, 1)), np.ones(1)])
+        keeper.on_epoch_end(0, {"val_accuracy": 0.9})
+        model.set_weights([np.zeros((2, 1)), np.zeros(1)])
+        keeper.on_epoch_end(1, {"val_accuracy": 0.85})
+        keeper.on_train_end()
+        assert keeper.kept_epoch == kept_epoch and keeper.best_epoch == 0
+        assert float(model.get_weights()[1][0]) == (1.0 if kept_epoch == 0 else 0.0)
 
 
 def test_keep_last_keeps_the_last_epoch_and_still_names_the_best(tmp_path):
@@ -103,7 +121,8 @@ def test_ce_run_reports_its_noisy_validation_corrected_and_the_epoch_it_kept(tmp
     assert 0.0 <= validation["value"] <= 1.0 and validation["noisy_accuracy"] == pytest.approx(
         validation["val_accuracy_at_selected_epoch"], abs=1e-6)
     history = results["history"]["stage1"]["val_accuracy"]
-    assert validation["selected_epoch"] == int(np.argmax(history)) + 1 == validation["kept_epoch"]
+    assert validation["selected_epoch"] == int(np.argmax(history)) + 1
+    assert validation["kept_epoch"] in (validation["selected_epoch"], validation["last_epoch"])
     assert validation["last_epoch"] == 2 and "test_accuracy_last_epoch" in validation
     assert 0.0 < validation["standard_error"] < 0.2
 
