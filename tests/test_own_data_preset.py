@@ -15,11 +15,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("circle", "square", "stripes")
 
 
-def _preset(**overrides):
+def _load_preset():
     spec = importlib.util.spec_from_file_location("folder", os.path.join(ROOT, "configs", "folder.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
+    return module.get_config()
+
+
+def _preset(**overrides):
+    config = _load_preset()
     for key, value in {"verbose": 0, "data.image_size": (16, 16), "noise.type": "none", "noise.rate": 0.0,
                        "stage1.epochs": 2, "stage2.epochs": 2, "stage2.rampup_epochs": 1,
                        "stage2.rampdown_epochs": 1, "batch_size": 32, "stage2.batch_size": 32, **overrides}.items():
@@ -57,6 +61,17 @@ def fixture_own_data(tmp_path_factory):
                     rows.append(f"{path},{name}")
     (root / "train.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
     return root
+
+
+def test_preset_adds_no_noise_to_the_users_labels_and_passes_the_checks():
+    from tf_twostage.config.checks import validate_config
+    from tf_twostage.runs.experiment import METHODS
+
+    config = _load_preset()
+    assert (config.noise.type, config.noise.rate) == ("none", 0.0)
+    assert (config.model.name, config.stage1.optimizer, config.validation.source) == ("auto", "adam", "auto")
+    config.data.dir, config.data.train, config.data.test = "/data", "train", "test"
+    validate_config(config, methods=tuple(METHODS))
 
 
 def test_epochs_scale_with_the_data_size_and_the_model_with_the_image_size():
