@@ -86,7 +86,7 @@ def _with_balance(config, balance: bool):
 def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
     """`method=two_stage`: Stage 1 (pre-train, select labels), then Stage 2 (semi-supervised)."""
     stats = run_stage1(config, data, strategy, workdir)
-    plan = plan_validation(config, data, load_refined_validation(workdir, data))
+    plan = plan_validation(config, data, load_refined_validation(workdir, data), anneals=True)
     classifier, histories = train_stage2(
         config, data, load_selection(workdir, data), strategy, workdir, weights_path(workdir),
         validation_positions=plan.positions, validation_split=plan.split, extra_callbacks=[plan.keeper],
@@ -180,7 +180,7 @@ def run_improved_baseline(config, data: PreparedData, strategy, workdir: str) ->
 def run_stage2_all_labels(config, data: PreparedData, strategy, workdir: str) -> dict:
     """`method=stage2_all_labels` (ablation): Stage 2 from the pre-trained weights with every noisy label."""
     ensure_stage1_trained(config, data, strategy, workdir)
-    plan = plan_validation(config, data)
+    plan = plan_validation(config, data, anneals=True)
     classifier, histories = train_stage2(config, data, np.ones(len(data.train), bool), strategy, workdir,
                                          weights_path(workdir), validation_split=plan.split,
                                          extra_callbacks=[plan.keeper])

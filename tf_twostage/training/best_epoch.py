@@ -3,9 +3,8 @@
 `BestEpochKeeper` watches one log key (default `val_accuracy`, the key the learning-rate plateau and
 early-stopping callbacks also watch, so they all follow one validation choice), keeps the classifier's
 weights of the epoch where it was highest, and at the end of training leaves the classifier with them
-(`keep="best"`: when the best score beats the last epoch's by more than two standard errors of an accuracy
-on `num_examples` validation examples, `best_beats_last`; otherwise the difference is noise and the last
-epoch is kept) or with the last epoch's (`keep="last"`, which still records the best epoch). Its state
+(`keep="best"`; given `num_examples`, only when the best score beats the last epoch's by more than two
+standard errors of an accuracy on that many examples, `best_beats_last`, else the last epoch is kept) or with the last epoch's (`keep="last"`, which still records the best epoch). Its state
 (the best epoch, value and weights) is saved in every epoch checkpoint (`tf_twostage.training.resume`),
 so a run interrupted after its best epoch still ends on it.
 """
