@@ -241,3 +241,37 @@ def test_bad_matrix_files_are_named_in_the_error(tmp_path):
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match=r"objects.npy' is not a readable matrix"):
         load_matrix_file(str(tmp_path / "objects.npy"), 2)
+
+
+def test_instance_dependent_noise_flips_to_the_most_similar_class_deterministically():
+    from tf_twostage.data.noise import instance_dependent_noise
+
+    rng = np.random.RandomState(0)
+    labels = np.arange(2000) % 4
+    probabilities = rng.dirichlet(np.ones(4), size=2000)
+    noisy, flip = instance_dependent_noise(labels, np.arange(2000), probabilities, 0.3, seed=7)
+    again, _ = instance_dependent_noise(labels[::-1], np.arange(2000)[::-1], probabilities[::-1], 0.3, seed=7)
+    np.testing.assert_array_equal(noisy, again[::-1])  # keyed on (seed, index), not on order
+    changed = noisy != labels
+    others = probabilities.copy()
+    others[np.arange(2000), labels] = -1
+    np.testing.assert_array_equal(noisy[changed], others.argmax(axis=1)[changed])
+    assert abs(changed.mean() - flip.mean()) < 0.03 and 0.25 < flip.mean() <= 0.3
+    doubt = 1 - probabilities[np.arange(2000), labels]
+    assert flip[np.argmax(doubt)] >= flip[np.argmin(doubt)]  # the more ambiguous image flips more often
+    different, _ = instance_dependent_noise(labels, np.arange(2000), probabilities, 0.3, seed=8)
+    assert not np.array_equal(noisy, different)
+
+
+def test_instance_dependent_noise_edges_and_bad_input():
+    from tf_twostage.data.noise import instance_dependent_noise
+
+    labels, probabilities = np.array([0, 1, 2]), np.eye(3)[[1, 2, 0]]
+    unchanged, _ = instance_dependent_noise(labels, np.arange(3), probabilities, 0.0, seed=0)
+    np.testing.assert_array_equal(unchanged, labels)  # rate 0 is the identity
+    everything, _ = instance_dependent_noise(labels, np.arange(3), probabilities, 1.0, seed=0)
+    np.testing.assert_array_equal(everything, [1, 2, 0])  # rate 1 changes every label, to the most similar
+    with pytest.raises(ValueError, match=r"noise.rate must be in \[0, 1\], got 1.5"):
+        instance_dependent_noise(labels, np.arange(3), probabilities, 1.5, seed=0)
+    with pytest.raises(ValueError, match="probabilities must be"):
+        instance_dependent_noise(labels, np.arange(3), probabilities[:, :1], 0.2, seed=0)

@@ -62,6 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     config.stage1 = ml_collections.ConfigDict()  # noisy pre-training (also the `ce` baseline)
     config.stage1.epochs = 40
+    config.stage1.target_steps = 0  # > 0: epochs scaled to the data, ~this many steps (10..epochs epochs)
     config.stage1.optimizer = "adagrad"  # adagrad | sgd | adam
     config.stage1.learning_rate = 0.1
     config.stage1.momentum = 0.9  # sgd only
@@ -94,6 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage2 = ml_collections.ConfigDict()
     config.stage2.algorithm = "pi"  # pi | temporal_ensembling
     config.stage2.epochs = 300  # an epoch = one pass over the unlabeled half (all training images)
+    config.stage2.target_steps = 0  # > 0: epochs (and ramps, in proportion) scaled to ~this many steps
     config.stage2.init_from_stage1 = True  # continue from the Stage-1 weights (else a fresh network)
     config.stage2.batch_size = 100  # global: half labeled (class-balanced), half unlabeled
     config.stage2.learning_rate = 0.003  # Adam, max of the ramped learning rate
@@ -126,6 +128,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage2.translate_px = 2  # +-px random translation of both passes
     config.stage2.finetune_epochs = 0  # > 0: fine-tune on the clean subset afterwards (Table 4: rows 7, 8 -> 12, 13)
     config.stage2.finetune_learning_rate = 1e-5
+
+    # What scores a run while it trains (tf_twostage.runs.validation): auto (the clean subset when the data
+    # has one, else the noisy validation split) | noisy | clean | refined (Stage 1's refined validation set,
+    # the paper's improved baseline: it overstates accuracy). Its accuracy is the `val_accuracy` that the
+    # plateau and early stopping watch; `keep` = best keeps the weights of the epoch it peaked at, last the last.
+    config.validation = ml_collections.ConfigDict()
+    config.validation.source = "auto"
+    config.validation.keep = "best"
 
     config.baselines = ml_collections.ConfigDict()  # the comparison rows (docs/protocol.md section 5)
     config.baselines.transition = "estimated"  # forward/backward: estimated (from a CE model) | true

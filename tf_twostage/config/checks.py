@@ -19,6 +19,7 @@ from tf_twostage.stage1.callback import RANKINGS
 from tf_twostage.stage1.selection import POSTERIORS
 from tf_twostage.training.optimizers import OPTIMIZER_NAMES
 from tf_twostage.training.precision import DTYPE_POLICIES
+from tf_twostage.training.best_epoch import KEEP_CHOICES
 from tf_twostage.stage1.selection import TOP_UP_POOLS
 from tf_twostage.stage1.clusters import TRANSITION_ESTIMATES
 from tf_twostage.stage1.label_issues import RULES as LABEL_ISSUE_RULES
@@ -31,6 +32,7 @@ BAD_FILE_POLICIES = ("error", "skip")
 STAGE1_RULES = ("auto", "confidence", "clean_set", "small_loss", "confident_or_small_loss")  # runs.stage1.RULES
 TRANSITION_SOURCES = ("estimated", "true")  # tf_twostage.runs.baselines.TRANSITION_SOURCES
 VERBOSITY = (0, 1, 2)
+VALIDATION_SOURCES = ("auto", "noisy", "clean", "refined")  # tf_twostage.runs.validation.VALIDATION_SOURCES
 _OVERRIDE = re.compile(r"--?config\.([^=]+)")
 
 
@@ -51,6 +53,8 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _one_of("distribution.strategy", config.distribution.strategy, STRATEGY_NAMES)
     _one_of("data.on_bad_file", config.data.on_bad_file, BAD_FILE_POLICIES)
     _one_of("verbose", config.verbose, VERBOSITY)
+    _one_of("validation.source", config.validation.source, VALIDATION_SOURCES)
+    _one_of("validation.keep", config.validation.keep, KEEP_CHOICES)
     _integer("seed", config.seed, minimum=0)
     _integer("batch_size", config.batch_size, minimum=1)
     _check_data(config.data)
@@ -128,6 +132,7 @@ def _check_model(model) -> None:
 
 def _check_stage1(stage1) -> None:
     _integer("stage1.epochs", stage1.epochs, minimum=1)
+    _integer("stage1.target_steps", stage1.target_steps, minimum=0)
     _positive("stage1.learning_rate", stage1.learning_rate)
     _in_range("stage1.momentum", stage1.momentum, 0.0, 0.999)
     _integer("stage1.lr_patience", stage1.lr_patience, minimum=0)
@@ -144,6 +149,7 @@ def _check_stage1(stage1) -> None:
 
 def _check_stage2(stage2) -> None:
     _integer("stage2.epochs", stage2.epochs, minimum=1)
+    _integer("stage2.target_steps", stage2.target_steps, minimum=0)
     batch_size = stage2.batch_size
     if not _is_int(batch_size) or batch_size < 2 or batch_size % 2:
         raise ValueError(f"stage2.batch_size must be an even integer >= 2 (half labeled, half unlabeled), "

@@ -214,6 +214,48 @@ def add_label_noise(labels, index, matrix, seed: int) -> np.ndarray:
     return corrupt_labels(labels, index, matrix, seed).numpy()
 
 
+def instance_dependent_noise(labels, index, probabilities, rate: float, seed: int):
+    """Instance-dependent label noise: each image may flip to the class a trained model finds most similar.
+
+    Image i flips to `argmax_{c != labels[i]} probabilities[i, c]` (the most similar other class) with
+    probability `p_i = min(1, rate * d_i / mean(d))`, where `d_i = 1 - probabilities[i, labels[i]]` is how
+    unsure the model is of the true class: ambiguous images flip more, and the expected rate is `rate`
+    (a little less when some `p_i` are clipped at 1; all `p_i = rate` when the model is certain of every
+    image). The draw of image i depends only on (seed, index[i]), like `corrupt_labels`.
+
+    Args:
+      labels: `[N]` clean labels in `[0, C)`.
+      index: `[N]` example ids (the randomness is keyed on them).
+      probabilities: `[N, C]` a trained model's class probabilities for the images (C >= 2).
+      rate: the mean flip probability, in [0, 1].
+      seed: the noise seed.
+
+    Returns:
+      `(noisy_labels [N] int64, flip_probabilities [N] float64)`.
+    """
+    rate = check_rate(rate)
+    labels, index = _as_integers(labels, "labels"), _as_integers(index, "index")
+    probabilities = np.asarray(probabilities, np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[0] != len(labels) or probabilities.shape[1] < 2:
+        raise ValueError(f"probabilities must be [N, C] with N = {len(labels)} labels and C >= 2 classes, got shape "
+                         f"{probabilities.shape}")
+    if labels.shape != index.shape or labels.ndim != 1:
+        raise ValueError(f"labels and index must be 1-D of the same length, got {labels.shape} and {index.shape}")
+    if not np.all(np.isfinite(probabilities)) or np.any(probabilities < 0):
+        raise ValueError("probabilities must be finite and non-negative")
+    _check_labels(labels, probabilities.shape[1], "labels")
+    rows = np.arange(len(labels))
+    others = probabilities.copy()
+    others[rows, labels] = -np.inf
+    similar = np.argmax(others, axis=1)
+    doubt = np.clip(1.0 - probabilities[rows, labels], 0.0, 1.0)
+    mean_doubt = float(doubt.mean()) if len(doubt) else 0.0
+    flip_probability = np.full(len(labels), rate) if mean_doubt <= 0 else np.minimum(1.0, rate * doubt / mean_doubt)
+    draws = _uniform(seed, tf.constant(index)).numpy().astype(np.float64) if len(labels) else np.zeros(0)
+    noisy = np.where(draws < flip_probability, similar, labels).astype(np.int64)
+    return noisy, flip_probability
+
+
 def _as_integers(values, name: str) -> np.ndarray:
     """`values` as int64, refusing fractions, NaN, infinities, booleans and strings (integral floats pass)."""
     values = np.asarray(values)

@@ -7,7 +7,16 @@ import keras
 from tf_twostage.models.mlp import build_mlp
 from tf_twostage.models.resnet import build_resnet14, build_resnet50
 
-MODEL_NAMES = ("mlp", "resnet14", "resnet50")
+MODEL_NAMES = ("mlp", "resnet14", "resnet50", "auto")
+# model.name=auto: ResNet-14 (176k parameters, made for 32x32) up to this image side, ResNet-50 above it.
+AUTO_SMALL_IMAGE_SIDE = 64
+
+
+def model_for_image(name: str, input_shape) -> str:
+    """`name`, with `auto` resolved from the image size: a small ResNet for small images, ResNet-50 else."""
+    if name != "auto":
+        return name
+    return "resnet14" if max(input_shape[0], input_shape[1]) <= AUTO_SMALL_IMAGE_SIDE else "resnet50"
 
 
 def build_classifier(model_config, input_shape, num_classes: int, seed: int = 0) -> keras.Model:
@@ -16,7 +25,7 @@ def build_classifier(model_config, input_shape, num_classes: int, seed: int = 0)
     Keys only some models read (`top_noise`, `weight_decay`, `weights_path`, `input_preprocessing`) default
     when absent.
     """
-    name = model_config.name
+    name = model_for_image(model_config.name, input_shape)
     if name == "mlp":
         return build_mlp(
             input_shape,

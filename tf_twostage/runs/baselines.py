@@ -25,6 +25,7 @@ from tf_twostage.data.prepare import PreparedData
 from tf_twostage.training.metrics import predict_probabilities
 from tf_twostage.models import build_classifier
 from tf_twostage.runs.pretrain import train_cross_entropy
+from tf_twostage.runs.validation import plan_validation, validation_report
 
 
 LOSS_METHODS = ("forward", "backward", "bootstrap_soft", "bootstrap_hard")
@@ -61,9 +62,14 @@ def run_loss_baseline(config, data: PreparedData, strategy, workdir: str) -> dic
         loss = HardBootstrapping(float(config.baselines.beta_hard))
     else:
         raise ValueError(f"not a loss baseline: {method!r}; expected one of {', '.join(LOSS_METHODS)}")
+    plan = plan_validation(config, data)
     with strategy.scope():
         classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
-        history = train_cross_entropy(classifier, data, config, workdir, loss=loss)
+        history = train_cross_entropy(classifier, data, config, workdir, [plan.keeper], loss=loss,
+                                      validation_split=plan.split)
+    matrix = np.asarray(details["transition_matrix"]) if "transition_matrix" in details else None
+    validation = validation_report(config, data, classifier, plan, method, transition=matrix,
+                                   transition_source=f"{details.get('transition_source', '')} for the loss")
     if method in ("forward", "backward") and data.train.has_clean_labels:
         plots.plot_matrices(
             os.path.join(workdir, "plots", "transition_matrices.png"),
@@ -76,4 +82,5 @@ def run_loss_baseline(config, data: PreparedData, strategy, workdir: str) -> dic
         details["corrected_labels"] = corrected_label_statistics(
             predict_probabilities(classifier, data.train, data.preprocessor), data.train.labels,
             data.train.clean_labels, np.asarray(details["transition_matrix"]), seed=int(config.seed))
-    return {"classifier": classifier, "baseline": details, "history": {"stage1": io_utils.history_json(history)}}
+    return {"classifier": classifier, "baseline": details, "history": {"stage1": io_utils.history_json(history)},
+            "validation": validation}

@@ -45,12 +45,15 @@ from tf_twostage.runs.stage1 import (
     WEIGHTS_FILE,
     load_refined_validation,
     load_selection,
+    load_stage1_predictions,
     select_labels,
     stage1_dir,
     train_stage1,
     weights_path,
 )
 from tf_twostage.runs.stage2 import build_semi_supervised_classifier, train_stage2
+from tf_twostage.runs.validation import plan_validation, resolve_source, validation_report
+from tf_twostage.stage1.selection import check_every_class_kept
 
 FINAL_DIR = "final"
 FINAL_WEIGHTS = os.path.join(FINAL_DIR, "classifier.weights.h5")
@@ -64,10 +67,13 @@ def run_cross_entropy(config, data: PreparedData, strategy, workdir: str) -> dic
     Always unbalanced, whatever `stage1.balance_classes` says (that is `improved_baseline`).
     """
     plain = _with_balance(config, False)
+    plan = plan_validation(config, data)
     with strategy.scope():
         classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
-        history = train_cross_entropy(classifier, data, plain, workdir)
-    return {"classifier": classifier, "history": {"stage1": io_utils.history_json(history)}}
+        history = train_cross_entropy(classifier, data, plain, workdir, [plan.keeper],
+                                      validation_split=plan.split)
+    return {"classifier": classifier, "history": {"stage1": io_utils.history_json(history)},
+            "validation": validation_report(config, data, classifier, plan, "ce")}
 
 
 def _with_balance(config, balance: bool):
@@ -80,12 +86,26 @@ def _with_balance(config, balance: bool):
 def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
     """`method=two_stage`: Stage 1 (pre-train, select labels), then Stage 2 (semi-supervised)."""
     stats = run_stage1(config, data, strategy, workdir)
+    plan = plan_validation(config, data, load_refined_validation(workdir, data), anneals=True)
     classifier, histories = train_stage2(
         config, data, load_selection(workdir, data), strategy, workdir, weights_path(workdir),
-        validation_positions=load_refined_validation(workdir, data),
+        validation_positions=plan.positions, validation_split=plan.split, extra_callbacks=[plan.keeper],
     )
     histories["stage1"] = io_utils.read_json(os.path.join(workdir, "stage1", "history.json"))
-    return {"classifier": classifier, "stage1": stats, "history": histories}
+    return {"classifier": classifier, "stage1": stats, "history": histories,
+            "validation": _stage1_based_report(config, data, classifier, plan, "stage2", workdir)}
+
+
+def _stage1_based_report(config, data: PreparedData, classifier, plan, stage: str, workdir: str) -> dict:
+    """The validation report of a method that ran Stage 1: its noisy-label model gives the transition
+    matrix that corrects a noisy validation accuracy."""
+    probabilities = load_stage1_predictions(workdir, data)["train_probabilities"]
+    report = validation_report(config, data, classifier, plan, stage, noisy_probabilities=probabilities,
+                               transition_source="estimated (anchor points) from the Stage-1 model")
+    if stage == "stage2" and int(config.stage2.finetune_epochs) > 0:
+        report["used_for"] += (f"; then fine-tuned on the clean subset for {config.stage2.finetune_epochs} "
+                               "epochs, last epoch kept (the value is the score before fine-tuning)")
+    return report
 
 
 def run_stage1(config, data: PreparedData, strategy, workdir: str) -> dict:
@@ -130,32 +150,42 @@ def run_stage1_only(config, data: PreparedData, strategy, workdir: str) -> dict:
     """`method=stage1_only` (ablation): cross-entropy on the kept labels alone, classes balanced."""
     stats = run_stage1(config, data, strategy, workdir)
     kept = np.flatnonzero(load_selection(workdir, data))
+    plan = plan_validation(config, data, load_refined_validation(workdir, data))
     with strategy.scope():
         classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
-        history = train_cross_entropy(classifier, data, config, workdir, stage_name="stage1_only",
-                                      positions=kept, validation_positions=load_refined_validation(workdir, data))
-    return {"classifier": classifier, "stage1": stats, "history": {"stage1_only": io_utils.history_json(history)}}
+        history = train_cross_entropy(classifier, data, config, workdir, [plan.keeper], stage_name="stage1_only",
+                                      positions=kept, validation_positions=plan.positions,
+                                      validation_split=plan.split)
+    return {"classifier": classifier, "stage1": stats, "history": {"stage1_only": io_utils.history_json(history)},
+            "validation": _stage1_based_report(config, data, classifier, plan, "stage1_only", workdir)}
 
 
 def run_improved_baseline(config, data: PreparedData, strategy, workdir: str) -> dict:
     """`method=improved_baseline`: cross-entropy on all noisy labels with class balancing, monitored
-    (learning-rate plateaus) on Stage 1's refined validation set."""
+    (learning-rate plateaus, kept epoch) on the validation set of `validation.source` (the paper's:
+    `refined`, Stage 1's refined validation set)."""
     stats = run_stage1(config, data, strategy, workdir)
     balanced = _with_balance(config, True)
+    plan = plan_validation(config, data, load_refined_validation(workdir, data))
     with strategy.scope():
         classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
-        history = train_cross_entropy(classifier, data, balanced, workdir, stage_name="improved_baseline",
-                                      validation_positions=load_refined_validation(workdir, data))
+        history = train_cross_entropy(classifier, data, balanced, workdir, [plan.keeper],
+                                      stage_name="improved_baseline", validation_positions=plan.positions,
+                                      validation_split=plan.split)
     return {"classifier": classifier, "stage1": stats,
-            "history": {"improved_baseline": io_utils.history_json(history)}}
+            "history": {"improved_baseline": io_utils.history_json(history)},
+            "validation": _stage1_based_report(config, data, classifier, plan, "improved_baseline", workdir)}
 
 
 def run_stage2_all_labels(config, data: PreparedData, strategy, workdir: str) -> dict:
     """`method=stage2_all_labels` (ablation): Stage 2 from the pre-trained weights with every noisy label."""
     ensure_stage1_trained(config, data, strategy, workdir)
+    plan = plan_validation(config, data, anneals=True)
     classifier, histories = train_stage2(config, data, np.ones(len(data.train), bool), strategy, workdir,
-                                         weights_path(workdir))
-    return {"classifier": classifier, "history": histories}
+                                         weights_path(workdir), validation_split=plan.split,
+                                         extra_callbacks=[plan.keeper])
+    return {"classifier": classifier, "history": histories,
+            "validation": _stage1_based_report(config, data, classifier, plan, "stage2", workdir)}
 
 
 METHODS: Dict[str, Callable] = {
@@ -190,12 +220,28 @@ def start_run(config, workdir: str, restart: bool = False, remedy: Optional[str]
         check_workdir(workdir, config, restart, **({"remedy": remedy} if remedy else {}))
         keras.utils.set_random_seed(int(config.seed))
         data = prepare_data(config)  # before writing anything: bad data leaves no trace in the workdir
+        check_preconditions(config, data)
         io_utils.write_json(os.path.join(workdir, "config.json"), config.to_dict())
     except BaseException:
         workdir_lock.release(workdir, remove_if_empty=True)
         raise
     logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
     return strategy, data, workdir
+
+
+def check_preconditions(config, data: PreparedData) -> None:
+    """Refuses, before any training, what a later stage would refuse after hours of it."""
+    if config.method in SEMI_SUPERVISED_METHODS + ("stage1_only",):
+        # Stage 2 (and stage1_only) learns a class only from its kept labels: a class with no training
+        # label at all can never be learned (a class whose labels Stage 1 drops gets a fallback instead).
+        check_every_class_kept(np.ones(len(data.train), bool), data.train.labels, data.num_classes,
+                               data.dataset.class_names)
+    if config.method in SEMI_SUPERVISED_METHODS and int(config.stage2.finetune_epochs) > 0 and (
+            data.clean is None or not len(data.clean)):
+        raise ValueError(f"stage2.finetune_epochs={config.stage2.finetune_epochs} needs a clean subset to "
+                         f"fine-tune on, but dataset {data.dataset.name!r} has none (set data.clean, or "
+                         "stage2.finetune_epochs=0)")
+    resolve_source(config, data, refined_available=True)  # validation.source=clean needs a clean subset
 
 
 def run_experiment(config, workdir: str, restart: bool = False) -> dict:
@@ -243,6 +289,10 @@ def _run_locked(config, data: PreparedData, strategy, workdir: str, started: flo
         "test_confusion_matrix": test_metrics["confusion_matrix"],
         "stage1": outcome.get("stage1"),
         "baseline": outcome.get("baseline"),
+        # What an option could not do on these data and what ran instead (a warning was logged for each).
+        "fallbacks": [*(outcome.get("stage1") or {}).get("fallbacks", []),
+                      *(outcome.get("validation") or {}).get("fallbacks", []), *outcome.get("fallbacks", [])],
+        "validation": _validation_json(outcome.get("validation"), test_metrics["accuracy"]),
         "export_dir": export_dir,
         "history": outcome.get("history", {}),
         "num_replicas": strategy.num_replicas_in_sync,
@@ -287,6 +337,15 @@ def final_classifier(config, data: PreparedData) -> keras.Model:
     if config.method in SEMI_SUPERVISED_METHODS:
         return build_semi_supervised_classifier(config, data)
     return build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
+
+
+def _validation_json(report, test_accuracy: float):
+    """The validation report with the test accuracy of the last epoch filled in when it was kept."""
+    if report is None:
+        return None
+    report = dict(report)
+    report.setdefault("test_accuracy_last_epoch", test_accuracy)
+    return report
 
 
 def _noise_json(config, data: PreparedData) -> dict:

@@ -14,6 +14,7 @@ import os
 import keras
 
 from tf_twostage.training.progress import fit_verbosity
+from tf_twostage.training import schedules
 from tf_twostage.training.trainer import CrossEntropyTrainer
 from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import supervised_dataset
@@ -33,19 +34,20 @@ def train_cross_entropy(
     loss=None,
     positions=None,
     validation_positions=None,
+    validation_split=None,
 ) -> keras.callbacks.History:
     """Fits `classifier` with cross-entropy on the noisy training labels (through `CrossEntropyTrainer`).
 
     Call under the strategy's scope (the classifier built in it too): the optimizer is created here.
     Callbacks see the trainer as `self.model`; its weights are the classifier's. `loss` replaces the
     cross-entropy (a baseline's `keras.losses.Loss`); `positions` / `validation_positions` restrict the
-    training / validation examples (e.g. to the labels Stage 1 kept and the refined validation set).
+    training / validation examples (e.g. to the labels Stage 1 kept and the refined validation set);
+    `validation_split` replaces the noisy validation split (e.g. by the clean subset, `runs.validation`).
     """
     stage_config = config.stage1
-    epochs = int(stage_config.epochs)
-    if epochs < 1:
-        raise ValueError(f"{stage_name}.epochs must be >= 1, got {epochs}")
     batch_size = int(config.batch_size)
+    num_examples = len(data.train) if positions is None else len(positions)
+    epochs = stage1_epochs(config, num_examples)
     trainer = CrossEntropyTrainer(classifier, loss=loss)
     trainer.compile(optimizer=make_optimizer(stage_config), **compile_options(config.train))
     train = supervised_dataset(
@@ -58,9 +60,9 @@ def train_cross_entropy(
         balance_classes=bool(stage_config.balance_classes),
         positions=positions,
     )
-    num_examples = len(data.train) if positions is None else len(positions)
-    num_validation = len(data.validation) if validation_positions is None else len(validation_positions)
-    validation = supervised_dataset(data.validation, data.preprocessor, eval_batch_size(config), training=False,
+    validation_split = data.validation if validation_split is None else validation_split
+    num_validation = len(validation_split) if validation_positions is None else len(validation_positions)
+    validation = supervised_dataset(validation_split, data.preprocessor, eval_batch_size(config), training=False,
                                     positions=validation_positions)
     callbacks = plateau_callbacks(stage_config, os.path.join(workdir, "logs", stage_name))
     return resume_fit(
@@ -73,6 +75,15 @@ def train_cross_entropy(
         callbacks=callbacks + list(extra_callbacks),
         verbose=fit_verbosity(config.verbose),
     )
+
+
+def stage1_epochs(config, num_examples: int) -> int:
+    """`stage1.epochs`, or with `stage1.target_steps` > 0 the epochs scaled to the data size."""
+    epochs = int(config.stage1.epochs)
+    if epochs < 1:
+        raise ValueError(f"stage1.epochs must be >= 1, got {epochs}")
+    steps_per_epoch = max(1, math.ceil(num_examples / int(config.batch_size)))
+    return schedules.epochs_for_data(epochs, int(config.stage1.target_steps), steps_per_epoch)
 
 
 def build_stage_augmenter(config, data: PreparedData):

@@ -30,16 +30,20 @@ from tf_twostage.data.prepare import PreparedData
 from tf_twostage.training.metrics import predict_probabilities
 from tf_twostage.models import build_classifier
 from tf_twostage.stage1.callback import RANKINGS, PredictionRecorder
-from tf_twostage.runs.pretrain import train_cross_entropy
+from tf_twostage.runs.pretrain import stage1_epochs, train_cross_entropy
 from tf_twostage.baselines.transition import estimate_transition_matrix
 from tf_twostage.stage1.clusters import estimate_transition_by_clusters
 from tf_twostage.stage1.quality import selection_quality
 from tf_twostage.stage1.small_loss import select_small_loss
+from absl import logging
+
 from tf_twostage.stage1.selection import (
     corrected_posteriors,
+    fill_empty_classes,
     select_confident_labels,
     select_with_clean_classifiers,
     selection_statistics,
+    transition_problem,
 )
 
 from tf_twostage.utils.artifacts import (
@@ -54,6 +58,14 @@ from tf_twostage.utils.artifacts import (
 RULES = ("auto", "confidence", "clean_set", "small_loss", "confident_or_small_loss")
 # Rules that read the (optionally corrected, `stage1.posterior`) posterior with the confidence rule.
 CONFIDENCE_RULES = ("confidence", "confident_or_small_loss")
+# The floor of the fallback that gives a class its most plausible labels when the configured rule kept none.
+FALLBACK_FLOOR = 0.1
+
+
+def fallback_record(stage: str, option: str, used: str, reason: str) -> dict:
+    """One entry of `results.json["fallbacks"]`, also logged as a warning: what was asked, what ran, why."""
+    logging.warning("%s: %s did not work on these data (%s); used %s instead", stage, option, reason, used)
+    return {"stage": stage, "option": option, "used": used, "reason": reason}
 
 
 def effective_rule(config, data: PreparedData) -> str:
@@ -79,7 +91,7 @@ def pretrain_with_recorder(config, data: PreparedData, strategy, workdir: str, s
         data.train,
         data.validation,
         data.preprocessor,
-        total_epochs=int(config.stage1.epochs),
+        total_epochs=stage1_epochs(config, len(data.train)),
         average_last=int(config.stage1.average_last) if config.stage1.ranking == "average" else 0,
         batch_size=eval_batch_size(config),
     )
@@ -228,37 +240,67 @@ def ranking_score(rule: str, probabilities, labels, scores=None) -> np.ndarray:
     return np.asarray(values)[np.arange(len(labels)), labels]
 
 
+def select_with_fallback(config, data: PreparedData, rule: str, probabilities, labels, scores=None,
+                         noisy_probabilities=None):
+    """(kept, filled classes): `rule`'s mask, where a class the rule left without any label gets the
+    confidence rule's labels instead (its top `max(floor_fraction, FALLBACK_FLOOR)` by P(c|x)), so
+    Stage 2 can still learn it."""
+    kept = apply_rule(config, data, rule, probabilities, labels, scores, noisy_probabilities)
+    floor = max(float(config.stage1.floor_fraction), FALLBACK_FLOOR)
+    fallback = select_confident_labels(probabilities, labels, float(config.stage1.threshold), floor, top_up="class")
+    return fill_empty_classes(kept, fallback, labels, data.num_classes)
+
+
 def select_labels(config, data: PreparedData, workdir: str) -> dict:
     """Applies the Stage-1 rule to the recorded predictions; writes the selection artifacts.
 
-    Returns the selection statistics (the paper's Table 2 numbers when clean labels are known).
+    Returns the selection statistics (the paper's Table 2 numbers when clean labels are known), with
+    `fallbacks`: what the rule could not do on these data and what ran instead (`fallback_record`):
+    a singular or ill-conditioned estimated transition matrix turns `stage1.posterior=corrected` into
+    the noisy posterior, and a class left without any kept label gets the confidence rule's labels.
     """
     arrays = load_stage1_predictions(workdir, data)
     rule = effective_rule(config, data)
-    transition = None
+    transition, fallbacks = None, []
     noisy = {split: arrays.get(f"{split}_probabilities") for split in ("train", "validation")}
+    posterior = config.stage1.posterior if rule in CONFIDENCE_RULES else "scores"
     if config.stage1.posterior == "corrected" and rule in CONFIDENCE_RULES:
         transition = estimate_transition(config, arrays["train_probabilities"])
-        for split in ("train", "validation"):
-            if f"{split}_probabilities" in arrays:
-                arrays[f"{split}_probabilities"] = corrected_posteriors(arrays[f"{split}_probabilities"], transition)
-    kept = apply_rule(config, data, rule, arrays["train_probabilities"], data.train.labels,
-                      arrays.get("train_scores"), noisy["train"])
+        problem = transition_problem(transition)
+        if problem is None:
+            for split in ("train", "validation"):
+                if f"{split}_probabilities" in arrays:
+                    arrays[f"{split}_probabilities"] = corrected_posteriors(arrays[f"{split}_probabilities"],
+                                                                            transition)
+        else:
+            posterior = "noisy"
+            fallbacks.append(fallback_record("stage1", "stage1.posterior=corrected", "stage1.posterior=noisy",
+                                             f"{problem}: the clean posterior cannot be recovered reliably"))
+    kept, filled = select_with_fallback(config, data, rule, arrays["train_probabilities"], data.train.labels,
+                                        arrays.get("train_scores"), noisy["train"])
+    if filled:
+        names = data.dataset.class_names
+        floor = max(float(config.stage1.floor_fraction), FALLBACK_FLOOR)
+        classes = ", ".join(f"{c} ({names[c]!r})" for c in filled)
+        fallbacks.append(fallback_record(
+            "stage1", f"stage1.rule={rule}", f"the confidence rule (floor {floor:g}) for classes {classes}",
+            f"the {rule} rule kept no label of {len(filled)} of {data.num_classes} classes"))
     clean = data.train.clean_labels if data.train.has_clean_labels else None
     stats = selection_statistics(kept, data.train.labels, clean, data.num_classes)
     if clean is not None:  # the true labels evaluate the selection here, and nothing else reads them
         stats["quality"] = selection_quality(kept, data.train.labels, clean, data.num_classes, ranking_score(
             rule, arrays["train_probabilities"], data.train.labels, arrays.get("train_scores")))
     stats.update(rule=rule, ranking=config.stage1.ranking, best_epoch=int(arrays["best_epoch"]),
-                 posterior=config.stage1.posterior if rule in CONFIDENCE_RULES else "scores")
+                 posterior=posterior, fallbacks=fallbacks)
     if transition is not None:
         stats["estimated_transition_matrix"] = transition.tolist()
     folder = stage1_dir(workdir)
 
     validation_kept = np.zeros(len(data.validation), bool)
     if "validation_probabilities" in arrays and len(data.validation):
-        validation_kept = apply_rule(config, data, rule, arrays["validation_probabilities"],
-                                     data.validation.labels, arrays.get("validation_scores"), noisy["validation"])
+        validation_kept, _ = select_with_fallback(config, data, rule, arrays["validation_probabilities"],
+                                                  data.validation.labels, arrays.get("validation_scores"),
+                                                  noisy["validation"])
     stats["refined_validation_size"] = int(validation_kept.sum())
 
     write_kept(os.path.join(folder, "selection.npz"), data.train, kept)

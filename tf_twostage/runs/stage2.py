@@ -127,13 +127,31 @@ def plateau_and_stopping_callbacks(config, has_validation: bool) -> list:
     return callbacks
 
 
+def scaled_to_data(config, num_examples: int):
+    """`config`, or with `stage2.target_steps` > 0 a copy whose Stage-2 epochs are scaled to the data size
+    (`schedules.epochs_for_data`) and whose ramp-up / ramp-down keep their share of the schedule."""
+    stage2 = config.stage2
+    if not int(stage2.target_steps):
+        return config
+    steps_per_epoch = math.ceil(num_examples / (int(stage2.batch_size) // 2))
+    epochs = schedules.epochs_for_data(int(stage2.epochs), int(stage2.target_steps), steps_per_epoch)
+    scaled = config.copy_and_resolve_references()
+    ratio = epochs / int(stage2.epochs)
+    scaled.stage2.epochs = epochs
+    scaled.stage2.rampup_epochs = int(round(int(stage2.rampup_epochs) * ratio))
+    scaled.stage2.rampdown_epochs = int(round(int(stage2.rampdown_epochs) * ratio))
+    return scaled
+
+
 def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage1_weights: str,
-                 validation_positions=None):
+                 validation_positions=None, validation_split=None, extra_callbacks=()):
     """Trains the semi-supervised classifier from `stage1_weights`; returns (classifier, history dict).
 
-    `kept` is Stage 1's boolean mask over `data.train`; `validation_positions` (the refined validation
-    set) picks the validation examples to monitor (default: all).
+    `kept` is Stage 1's boolean mask over `data.train`; `validation_split` (default: the noisy validation
+    split) and `validation_positions` (default: all of it) are the examples `val_accuracy` scores;
+    `extra_callbacks` (e.g. `BestEpochKeeper`) see the trainer's logs.
     """
+    config = scaled_to_data(config, len(data.train))
     stage2 = config.stage2
     kept = np.asarray(kept, bool)
     check_every_class_kept(kept, data.train.labels, data.num_classes, data.dataset.class_names)
@@ -160,14 +178,16 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
         seed=config.seed, augmenter=augmenter, num_views=2 if stage2.algorithm == "pi" else 1,
     )
     validation = None
-    if len(data.validation) and (validation_positions is None or len(validation_positions)):
-        validation = supervised_dataset(data.validation, data.preprocessor, eval_batch_size(config), training=False,
+    validation_split = data.validation if validation_split is None else validation_split
+    if len(validation_split) and (validation_positions is None or len(validation_positions)):
+        validation = supervised_dataset(validation_split, data.preprocessor, eval_batch_size(config), training=False,
                                         positions=validation_positions)
     callbacks = [keras.callbacks.TensorBoard(os.path.join(workdir, "logs", "stage2"),
                                                                   write_graph=False)]
     if stage2.algorithm == "temporal_ensembling":
         callbacks.append(EnsembleUpdate())
     callbacks += plateau_and_stopping_callbacks(config, validation is not None)
+    callbacks += list(extra_callbacks)
     history = resume_fit(trainer, stream, epochs=epochs, steps_per_epoch=steps_per_epoch,
                          directory=checkpoint_dir(workdir, "stage2"), validation_data=validation,
                          callbacks=callbacks, verbose=fit_verbosity(config.verbose))

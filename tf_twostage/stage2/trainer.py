@@ -27,8 +27,10 @@ from keras import ops
 
 from tf_twostage.training.trainer import ClassifierTrainer, correct_predictions, global_sum
 
-# What `train_step` logs (epoch means), besides `monitor/consistency_weight`.
-TRAIN_LOGS = ("loss", "loss/supervised", "loss/consistency", "accuracy")
+# What `train_step` logs (epoch means), besides `monitor/consistency_weight`. `accuracy/labeled_augmented`:
+# agreement with the kept (possibly noisy) labels of the labeled half, on augmented, class-oversampled
+# images; a training signal, not an estimate of test accuracy (that is results.json["validation"]).
+TRAIN_LOGS = ("loss", "loss/supervised", "loss/consistency", "accuracy/labeled_augmented")
 
 
 class SemiSupervisedTrainer(ClassifierTrainer):
@@ -85,5 +87,5 @@ class SemiSupervisedTrainer(ClassifierTrainer):
         self.after_step(batch, ops.stop_gradient(predictions))
         accuracy = ops.sum(correct_predictions(labels, predictions) * labeled) / ops.maximum(global_labeled, 1.0)
         return supervised + weight * consistency, {
-            "loss/supervised": supervised, "loss/consistency": consistency, "accuracy": accuracy,
+            "loss/supervised": supervised, "loss/consistency": consistency, "accuracy/labeled_augmented": accuracy,
             "monitor/consistency_weight": weight}

@@ -7,6 +7,8 @@ the consistency weight (from the trainer's epoch variable) and the unit tests.
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -98,3 +100,19 @@ class PerEpoch:
         if not callable(self.schedule):
             return ops.cast(ops.convert_to_tensor(float(self.schedule)), "float32")
         return ops.cast(self.schedule(self.epoch(step)), "float32")
+
+
+def epochs_for_data(max_epochs: int, target_steps: int, steps_per_epoch: int, min_epochs: int = 10) -> int:
+    """Epochs scaled to the data size: enough for about `target_steps` optimizer steps, between
+    `min(min_epochs, max_epochs)` and `max_epochs`; `max_epochs` itself when `target_steps` is 0 (off).
+
+    A small dataset gets more passes (1,400 images at batch 128 and 1,500 steps: 137 -> max_epochs), a large
+    one fewer (50,000 images: 4 -> min_epochs).
+    """
+    max_epochs, target_steps, steps_per_epoch = int(max_epochs), int(target_steps), int(steps_per_epoch)
+    if max_epochs < 1 or target_steps < 0 or steps_per_epoch < 1:
+        raise ValueError(f"epochs_for_data needs max_epochs >= 1, target_steps >= 0, steps_per_epoch >= 1; got "
+                         f"{max_epochs}, {target_steps}, {steps_per_epoch}")
+    if target_steps == 0:
+        return max_epochs
+    return int(min(max_epochs, max(min(min_epochs, max_epochs), math.ceil(target_steps / steps_per_epoch))))
