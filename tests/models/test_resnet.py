@@ -266,8 +266,8 @@ def test_resnet50_rejects_bad_arguments(kwargs, value):
 # ---------------------------------------------------------------- factory
 
 
-def test_model_names():
-    assert MODEL_NAMES == ("mlp", "resnet14", "resnet50")
+def test_model_names_are_the_builders_and_auto():
+    assert set(MODEL_NAMES) == {"mlp", "resnet14", "resnet50", "auto"}
 
 
 def test_factory_builds_resnet14_from_the_base_config():

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from tf_twostage.runs.experiment import start_run
-from tf_twostage.runs.stage1 import load_selection, select_labels, train_stage1
+from tf_twostage.runs.stage1 import FALLBACK_FLOOR, load_selection, select_labels, train_stage1
 from tf_twostage.stage1.clusters import estimate_transition_by_clusters
 from tf_twostage.stage1.quality import selection_quality
-from tf_twostage.stage1.selection import corrected_posteriors, select_confident_labels
+from tf_twostage.stage1.selection import corrected_posteriors, fill_empty_classes, select_confident_labels
 from tf_twostage.stage1.small_loss import select_small_loss
 from tf_twostage.utils import io_utils
 from tests.conftest import smoke_config
@@ -47,9 +47,18 @@ def test_quality_is_recorded_from_the_true_labels(stage1_run):
 
 
 def test_small_loss_rule_reads_the_models_own_posterior(stage1_run):
-    _, data, _, probabilities = stage1_run
+    config, data, _, probabilities = stage1_run
     stats, kept = _select(stage1_run, **{"stage1.rule": "small_loss", "stage1.posterior": "corrected"})
-    np.testing.assert_array_equal(kept, select_small_loss(probabilities, data.train.labels, 0.5))
+    labels = data.train.labels
+    floor = max(float(config.stage1.floor_fraction), FALLBACK_FLOOR)
+    own = select_small_loss(probabilities, labels, 0.5)
+    # A class the rule leaves empty gets the confidence rule's labels, and results list that fallback.
+    fallback = select_confident_labels(probabilities, labels, float(config.stage1.threshold), floor,
+                                       top_up="class")
+    expected, filled = fill_empty_classes(own, fallback, labels, data.num_classes)
+    np.testing.assert_array_equal(kept, expected)
+    listed = [entry for entry in stats.get("fallbacks", []) if entry["option"].startswith("stage1.rule")]
+    assert bool(filled) == bool(listed)
     assert stats["rule"] == "small_loss" and "estimated_transition_matrix" not in stats
 
 
