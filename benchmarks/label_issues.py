@@ -2,11 +2,15 @@
 """Finding label issues: our rules versus cleanlab 2.9 on the same out-of-sample predictions; memory at scale.
 
   python benchmarks/label_issues.py [--cache=/tmp/tf_twostage_label_issues] [--seeds=0,1,2] \
-      [--noise=symmetric:0.2,symmetric:0.5,asymmetric:0.2,asymmetric:0.6] [--folds=5] [--scale]
+      [--noise=symmetric:0.2,symmetric:0.5,asymmetric:0.2,asymmetric:0.6,own:pair:0.4,own:symmetric:0.5,\
+      own:instance:0.3] [--folds=5] [--own_epochs=20] [--scale]
 
 1. Predictions: per noise setting and seed, K-fold out-of-sample probabilities of the mnist5k preset's
    MLP (`tf_twostage.runs.label_issues.kfold_pred_probs`, the program's own code) on the 4,000 noisy
    training images of mnist5k (train + validation), cached under `--cache` (a rerun reuses them).
+   The `own:*` settings are benchmarks/own_data.py's: the same 4,000 images as 32x32 RGB digits on varied
+   backgrounds, under its pair flips 0.4, symmetric 0.5 and instance-dependent 0.3 noise, with K-fold
+   probabilities of the plain Keras CNN of its `keras` row (`--own_epochs`).
 2. Comparison: on those same `pred_probs`, each of our rules (`find_label_issues(..., rule=R)`) and
    cleanlab 2.9's `cleanlab.filter.find_label_issues` (its default `prune_by_noise_rate` and
    `prune_by_class`): precision, recall and F1 of the flagged examples against the known noise (the given
@@ -37,11 +41,14 @@ import numpy as np  # noqa: E402
 from tf_twostage.stage1 import label_issues as issues_lib  # noqa: E402
 from tf_twostage.utils import io_utils  # noqa: E402
 
+OWN_DATA = ["own:pair:0.4", "own:symmetric:0.5", "own:instance:0.3"]  # benchmarks/own_data.py's settings
 _CACHE = flags.DEFINE_string("cache", "/tmp/tf_twostage_label_issues", "Folder of the cached K-fold predictions.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (noise draw, folds, training).")
-_NOISE = flags.DEFINE_list("noise", ["symmetric:0.2", "symmetric:0.5", "asymmetric:0.2", "asymmetric:0.6"],
-                           "Noise settings TYPE:RATE.")
-_FOLDS = flags.DEFINE_integer("folds", 3, "K of the K-fold predictions.")
+_NOISE = flags.DEFINE_list("noise", ["symmetric:0.2", "symmetric:0.5", "asymmetric:0.2", "asymmetric:0.6", *OWN_DATA],
+                           "Noise settings TYPE:RATE (mnist5k), or own:TYPE:RATE (the own-data benchmark's images "
+                           "and noise: TYPE pair, symmetric or instance).")
+_FOLDS = flags.DEFINE_integer("folds", 5, "K of the K-fold predictions (the program's default, label_issues.folds).")
+_OWN_EPOCHS = flags.DEFINE_integer("own_epochs", 20, "Training epochs per fold of the own-data settings' CNN.")
 _EPOCHS = flags.DEFINE_integer("epochs", 0, "Training epochs per fold (0: the preset's stage1.epochs, 40).")
 _PREDICTIONS = flags.DEFINE_enum("predictions", "lean", ["lean", "program"],
                                   "K-fold predictions by `lean_kfold_pred_probs` or the program's own code.")
@@ -56,8 +63,8 @@ NOISE_ESTIMATES = []  # label_health's estimated noise rate per setting and seed
 
 
 def setting_name(noise: str, seed: int) -> str:
-    kind, rate = noise.split(":")
-    return f"{kind}{float(rate):g}_seed{seed}"
+    *kind, rate = noise.split(":")
+    return f"{'_'.join(kind)}{float(rate):g}_seed{seed}"
 
 
 def cached_predictions(noise: str, seed: int) -> dict:
@@ -66,6 +73,10 @@ def cached_predictions(noise: str, seed: int) -> dict:
                                       f"{_PREDICTIONS.value}.npz")
     if os.path.exists(path):
         return io_utils.read_npz(path)
+    if noise.startswith("own:"):
+        arrays = own_data_predictions(noise, seed)
+        io_utils.write_npz(path, **arrays)
+        return arrays
     from tf_twostage.config import base_config  # noqa: F401  (the preset imports it)
     from tf_twostage.data.prepare import prepare_data
     from tf_twostage.runs import label_issues as run_lib
@@ -133,6 +144,40 @@ def lean_kfold_pred_probs(config, data, examples, progress) -> np.ndarray:
         progress(f"fold {fold + 1}/{folds}: trained on {len(train)}, predicted {len(held)} "
                  f"({time.time() - started:.1f} s)")
     return pred_probs
+
+
+def own_data_predictions(noise: str, seed: int) -> dict:
+    """The own-data benchmark's 4,000 training images (32x32 RGB digits on varied backgrounds) under its noise,
+    with K-fold out-of-sample probabilities of the plain Keras CNN a user would write (the `keras` row of
+    benchmarks/own_data.py: Adam, its last epoch). The images and labels are those of own_data.py's folders."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    from own_data_images import colored_digits, noisy_labels  # benchmarks/  # pylint: disable=import-outside-toplevel
+    from tf_twostage.data.datasets import load_mnist5k
+    from tf_twostage.runs.label_issues import fold_assignment
+
+    _, kind, rate = noise.split(":")
+    train = load_mnist5k().train
+    images = colored_digits(train.images, seed=1).astype(np.float32)
+    labels = noisy_labels(kind, float(rate), train.labels, train.index, train.images, seed)
+    folds = _FOLDS.value
+    assignment = fold_assignment(labels, folds, seed)
+    pred_probs = np.zeros((len(labels), 10), np.float32)
+    started = time.time()
+    for fold in range(folds):
+        held, rest = np.flatnonzero(assignment == fold), np.flatnonzero(assignment != fold)
+        keras.utils.set_random_seed(seed * 1000 + fold + 1)
+        model = keras.Sequential([
+            keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(images[rest], labels[rest], batch_size=32, epochs=_OWN_EPOCHS.value, verbose=0)
+        pred_probs[held] = model.predict(images[held], batch_size=512, verbose=0)
+        print(f"{setting_name(noise, seed)}: fold {fold + 1}/{folds} ({time.time() - started:.1f} s)", flush=True)
+    return {"labels": labels, "clean_labels": train.labels, "pred_probs": pred_probs,
+            "seconds": np.float64(time.time() - started)}
 
 
 def scores(flagged, truth) -> dict:
@@ -260,9 +305,11 @@ def main(argv):
     seeds = [int(seed) for seed in _SEEDS.value]
     previous = io_utils.read_json(_OUTPUT.value) if os.path.exists(_OUTPUT.value) else {}
     command = "python benchmarks/label_issues.py " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
-    results = {"dataset": "mnist5k (4,000 noisy training images, train + validation)",
+    results = {"dataset": "mnist5k (4,000 noisy training images, train + validation); own:* settings: the same "
+                          "images as benchmarks/own_data.py's 32x32 RGB folders, under its noise",
                "preset": f"configs/mnist5k.py (MLP), {_FOLDS.value}-fold out-of-sample pred_probs "
-                         f"({_PREDICTIONS.value}), stage1.epochs={_EPOCHS.value or 40}",
+                         f"({_PREDICTIONS.value}), stage1.epochs={_EPOCHS.value or 40}; own:* settings: the plain "
+                         f"Keras CNN of own_data.py, {_FOLDS.value} folds, {_OWN_EPOCHS.value} epochs",
                "folds": _FOLDS.value, "date": datetime.date.today().isoformat(), "command": command,
                "rows": previous.get("rows", []), "scale": previous.get("scale"),
                "noise_rate_estimates": previous.get("noise_rate_estimates", [])}

@@ -39,8 +39,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tf_twostage.utils import io_utils  # noqa: E402
+from own_data_images import PAIRS, colored_digits, noisy_labels  # noqa: E402,F401  (benchmarks/)
 
-PAIRS = "0->6,1->7,4->9,8->3,9->4"
 METHOD_ARGS = {
     "ce": ["--config.method=ce"],
     "improved_baseline": ["--config.method=improved_baseline"],
@@ -57,26 +57,6 @@ _KERAS_EPOCHS = flags.DEFINE_integer("keras_epochs", 20, "Epochs of the plain Ke
 _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "own_data.json"), "JSON file.")
 
 
-def colored_digits(images: np.ndarray, seed: int = 0) -> np.ndarray:
-    """28x28 gray digits -> 32x32 RGB: a colored digit on a random gradient background with pixel noise."""
-    rng = np.random.RandomState(seed)
-    count = len(images)
-    digit = np.zeros((count, 32, 32), np.float32)
-    digit[:, 2:30, 2:30] = images.reshape(count, 28, 28) / 255.0
-    low, high = rng.uniform(0, 255, (count, 1, 1, 3)), rng.uniform(0, 255, (count, 1, 1, 3))
-    ramp = np.linspace(0, 1, 32, dtype=np.float32)
-    angle = rng.uniform(0, 2 * np.pi, (count, 1, 1, 1))
-    position = (np.cos(angle) * ramp[None, :, None, None] + np.sin(angle) * ramp[None, None, :, None] + 1.5) / 3
-    background = low + (high - low) * position
-    color = rng.uniform(0, 255, (count, 1, 1, 3))
-    # Keep the digit visible: its color is pushed away from the background's mean.
-    color = np.where(np.abs(color - background.mean(axis=(1, 2), keepdims=True)) < 80,
-                     255 - background.mean(axis=(1, 2), keepdims=True), color)
-    alpha = digit[..., None]
-    rgb = alpha * color + (1 - alpha) * background + rng.normal(0, 12, (count, 32, 32, 3))
-    return np.clip(rgb, 0, 255).astype(np.uint8)
-
-
 def write_folder(root: str, images: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> None:
     import tensorflow as tf
 
@@ -85,28 +65,6 @@ def write_folder(root: str, images: np.ndarray, labels: np.ndarray, ids: np.ndar
     for image, label, example in zip(images, labels, ids):
         path = os.path.join(root, str(int(label)), f"{int(example):05d}.png")
         tf.io.write_file(path, tf.io.encode_png(image))
-
-
-def noisy_labels(kind: str, rate: float, labels, index, images, seed: int) -> np.ndarray:
-    from tf_twostage.data import noise
-
-    if kind == "pair":
-        matrix = noise.transition_matrix("asymmetric", rate, 10, mapping=noise.parse_mapping(PAIRS))
-        return noise.add_label_noise(labels, index, matrix, seed)
-    if kind == "symmetric":
-        return noise.add_label_noise(labels, index, noise.transition_matrix("symmetric", rate, 10), seed)
-    if kind == "instance":
-        import keras
-
-        keras.utils.set_random_seed(0)  # the similarity model is the same for every seed
-        model = keras.Sequential([keras.Input((784,)), keras.layers.Rescaling(1 / 255), keras.layers.Dense(10),
-                                  keras.layers.Softmax()])
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        flat = images.reshape(len(images), -1).astype(np.float32)
-        model.fit(flat, labels, epochs=5, batch_size=128, verbose=0)
-        probabilities = model.predict(flat, verbose=0)
-        return noise.instance_dependent_noise(labels, index, probabilities, rate, seed)[0]
-    raise ValueError(f"noise must be pair, symmetric or instance, got {kind!r}")
 
 
 def prepare(workdir: str, setting: str, seed: int) -> str:

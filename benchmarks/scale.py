@@ -2,7 +2,8 @@
 """Clothing1M at scale on this machine: list loading, memory per example, input-stream speed (issue 17).
 
   nice -n 10 python benchmarks/scale.py [--tree=/tmp/clothing1m_synthetic] [--num_files=10000] \
-      [--sizes=10000,100000,1000000] [--batch_size=64] [--image_size=224] [--steps=30] [--repeats=3] \
+      [--sizes=10000,100000,1000000] [--batch_size=64] [--image_size=224] [--augment=crop] [--resize_size=256] \
+      [--steps=30] [--repeats=3] \
       [--ensemble_examples=1000000] [--feed_model=] [--output=benchmarks/results/scale.json] [--dry_run]
 
 The tree is a synthetic release layout (`tf_twostage.data.release_tree`, 256x256 JPEGs) of --num_files
@@ -15,9 +16,12 @@ distinct files, written once if missing; for each size N the lists are rewritten
   memory          resident set size (RSS, /proc) after TensorFlow is initialised, after the load (bytes per
                   list entry over all four splits) and the largest RSS sampled while the streams run.
   streams         images/s of, at --batch_size and --image_size, the same decode in all:
-                    bare        read + decode_jpeg + bilinear resize, batched, AUTOTUNE: the machine's limit
-                    stage1      `supervised_dataset(training=True, balance_classes=True)` with the preset's
-                                flip + 16 px translation and per-pixel mean subtraction (Stage 1)
+                    bare        read + decode_jpeg + bilinear resize to --image_size, batched, AUTOTUNE: the
+                                machine's limit
+                    stage1      `supervised_dataset(training=True, balance_classes=True)` with per-pixel mean
+                                subtraction and, by --augment, the Clothing1M presets' augmentation (crop: the
+                                256 decode, a random 224 crop and a flip per image, as the paper) or the earlier
+                                one (shift: decode to 224, flip + 16 px translation) (Stage 1)
                     stage2_1    `semi_supervised_stream`, one view (temporal ensembling)
                     stage2_2    the same, two views (Pi model; decoded once, augmented twice)
                   Rounds alternate the order of the streams; per stream the median over rounds of images/s
@@ -62,7 +66,12 @@ _TREE = flags.DEFINE_string("tree", "/tmp/clothing1m_synthetic", "Folder of the 
 _NUM_FILES = flags.DEFINE_integer("num_files", 10_000, "Distinct JPEGs of the tree (written if missing).")
 _SIZES = flags.DEFINE_list("sizes", ["10000", "100000", "1000000"], "Entries of the noisy training list.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per batch (even).")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Side of the decoded, resized images.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Side of the images the model takes.")
+_AUGMENT = flags.DEFINE_enum("augment", "crop", ["crop", "shift"],
+                             "The streams' decode and augmentation: crop = the Clothing1M presets' (decode at "
+                             "--resize_size, a random --image_size crop + flip per image); shift = decode and resize "
+                             "to --image_size, flip + a translation of 16 px per 224.")
+_RESIZE_SIZE = flags.DEFINE_integer("resize_size", 256, "--augment=crop: side the images are decoded (resized) to.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed batches per stream and round.")
 _WARMUP = flags.DEFINE_integer("warmup", 8, "Untimed batches before each timing.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds over the streams.")
@@ -90,7 +99,7 @@ def bare_stream(paths, image_size: int, batch_size: int):
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
-def build_streams(splits, image_size: int, batch_size: int) -> dict:
+def build_streams(splits, image_size: int, batch_size: int, augment: str = "crop") -> dict:
     import numpy as np  # pylint: disable=import-outside-toplevel
 
     from tf_twostage.data import pipelines  # pylint: disable=import-outside-toplevel
@@ -99,8 +108,12 @@ def build_streams(splits, image_size: int, batch_size: int) -> dict:
 
     train = splits.train
     shape = (image_size, image_size, 3)
-    preprocessor = Preprocessor(np.full(shape, 0.5, np.float32))
-    augmenter = build_augmenter(shape, flip=True, translate_px=max(1, 16 * image_size // 224), seed=0)
+    if augment == "crop":  # the presets' data.resize_size: a random crop per image, the center crop elsewhere
+        preprocessor = Preprocessor(np.full(shape, 0.5, np.float32), crop_size=(image_size, image_size))
+        augmenter = build_augmenter(shape, flip=True, seed=0, crop_size=(image_size, image_size))
+    else:
+        preprocessor = Preprocessor(np.full(shape, 0.5, np.float32))
+        augmenter = build_augmenter(shape, flip=True, translate_px=max(1, 16 * image_size // 224), seed=0)
     labeled = np.sort(np.random.RandomState(0).permutation(len(train))[: len(train) // 2])  # ~ Stage 1 keeps half
 
     def stage2(views):
@@ -137,12 +150,13 @@ def measure_size(num_entries: int, args: dict) -> dict:
     gc.collect()
     rss_start = rss_bytes()
     start = time.perf_counter()
-    splits = load_clothing1m(args["tree"], (args["image_size"], args["image_size"]))
+    side = args["resize_size"] if args["augment"] == "crop" else args["image_size"]
+    splits = load_clothing1m(args["tree"], (side, side))
     load_s = time.perf_counter() - start
     gc.collect()
     rss_loaded = rss_bytes()
     entries = sum(len(s) for s in (splits.train, splits.clean, splits.validation, splits.test))
-    streams = build_streams(splits, args["image_size"], args["batch_size"])
+    streams = build_streams(splits, args["image_size"], args["batch_size"], args["augment"])
     iterators = {name: iter(make()) for name, make in streams.items()}
     batch = args["batch_size"]
     rounds = {name: [] for name in STREAMS}
@@ -295,6 +309,7 @@ def ensure_tree(tree: str, num_files: int, num_entries: int, image_size, clean: 
 def run_worker(worker: str, args: dict) -> dict:
     command = [sys.executable, os.path.abspath(__file__), f"--worker={worker}", f"--tree={args['tree']}",
                f"--image_size={args['image_size']}", f"--batch_size={args['batch_size']}",
+               f"--augment={args['augment']}", f"--resize_size={args['resize_size']}",
                f"--steps={args['steps']}", f"--warmup={args['warmup']}", f"--repeats={args['repeats']}",
                f"--ensemble_examples={args['ensemble_examples']}", f"--feed_model={args['feed_model']}",
                f"--feed_steps={args['feed_steps']}"]
@@ -322,6 +337,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     args = {"tree": _TREE.value, "image_size": _IMAGE_SIZE.value, "batch_size": _BATCH_SIZE.value,
+            "augment": _AUGMENT.value, "resize_size": _RESIZE_SIZE.value,
             "steps": _STEPS.value, "warmup": _WARMUP.value, "repeats": _REPEATS.value,
             "ensemble_examples": _ENSEMBLE.value, "feed_model": _FEED_MODEL.value, "feed_steps": _FEED_STEPS.value}
     if _WORKER.value:
@@ -331,6 +347,7 @@ def main(argv):
     num_files, image_side, clean = _NUM_FILES.value, 256, CLEAN_SUBSETS
     if _DRY_RUN.value:
         args.update(tree=os.path.join(tempfile.gettempdir(), f"scale_dry_run_{os.getuid()}"), image_size=32,
+                    resize_size=36,
                     batch_size=8, steps=3, warmup=2, repeats=1, ensemble_examples=min(args["ensemble_examples"], 1000),
                     feed_steps=2)
         sizes, num_files, image_side, clean = [300], 120, 40, DRY_CLEAN_SUBSETS

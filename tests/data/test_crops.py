@@ -64,3 +64,13 @@ def test_mean_image_is_that_of_the_center_crop():
 def test_a_crop_alone_makes_an_augmenter():
     assert build_augmenter((4, 4, 1)) is None
     assert build_augmenter((4, 4, 1), crop_size=(4, 4)) is not None
+
+
+def test_random_crop_with_flips_mirrors_exactly_the_windows_marked():
+    images = _batch(6)
+    seed = tf.constant([2, 9], tf.int64)
+    flips = tf.constant([True, False, True, False, False, True])
+    plain = random_crop(images, (4, 3), seed).numpy()
+    mirrored = random_crop(images, (4, 3), seed, flips=flips).numpy()
+    expected = np.where(flips.numpy()[:, None, None, None], plain[:, :, ::-1, :], plain)
+    np.testing.assert_array_equal(mirrored, expected)

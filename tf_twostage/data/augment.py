@@ -40,11 +40,14 @@ class RandomFlipTranslate:
             seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
         seed = tf.cast(seed, tf.int64) + tf.constant([self.seed, 0], tf.int64)
         flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        flips = flip_draws(images, flip_seed) if self.flip else None  # folded into the per-image copy below
         if self.crop_size is not None and tuple(images.shape[1:3]) != self.crop_size:
-            images = random_crop(images, self.crop_size, tf.random.experimental.stateless_fold_in(seed, 3))
-        if self.translate_px:  # the flips are folded into the per-image crops
-            return translate(images, self.translate_px, shift_seed, flips=flip_draws(images, flip_seed)
-                             if self.flip else None)
+            crop_seed = tf.random.experimental.stateless_fold_in(seed, 3)
+            if not self.translate_px:
+                return random_crop(images, self.crop_size, crop_seed, flips=flips)
+            images = random_crop(images, self.crop_size, crop_seed)
+        if self.translate_px:
+            return translate(images, self.translate_px, shift_seed, flips=flips)
         if self.flip:
             images = tf.image.stateless_random_flip_left_right(images, flip_seed)
         return images
@@ -64,49 +67,50 @@ def translate(images: tf.Tensor, max_shift: int, seed, flips=None) -> tf.Tensor:
     `tf.image.stateless_random_flip_left_right` would, but in the same pass: a shift of the mirrored
     image is the mirror of the image shifted the other way. Any dtype (uint8 before scaling is 4x less
     memory traffic than float32; zero fill and mirroring commute with the scaling).
-
-    Pad, then one slice (and a reverse when mirrored) per image in a `map_fn`: per image this is a copy
-    of its pixels. Two row gathers with transposes over the batch cost 3x the CPU, a single pixel gather
-    2x, at 224x224 (benchmarks/scale.py).
     """
-    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    height, width = images.shape[1], images.shape[2]
     batch = tf.shape(images)[0]
     offsets = tf.random.stateless_uniform([batch, 2], seed, minval=0, maxval=2 * max_shift + 1, dtype=tf.int32)
     padded = tf.pad(images, [[0, 0], [max_shift, max_shift], [max_shift, max_shift], [0, 0]])
     if flips is None:
-        flips = tf.zeros([batch], tf.bool)
+        return windows(padded, offsets[:, 0], offsets[:, 1], (height, width))
     # A mirrored image shifted by d columns is the mirror of the image shifted by -d: offset o -> 2M - o.
-    column_offsets = tf.where(flips, 2 * max_shift - offsets[:, 1], offsets[:, 1])
-
-    def crop(args):
-        image, row, column, flip = args
-        cropped = tf.slice(image, tf.stack([row, column, 0]), [height, width, channels])
-        return tf.cond(flip, lambda: tf.reverse(cropped, [1]), lambda: cropped)
-
-    return tf.map_fn(
-        crop,
-        (padded, offsets[:, 0], column_offsets, flips),
-        fn_output_signature=tf.TensorSpec([height, width, channels], images.dtype),
-        parallel_iterations=16,
-    )
+    return windows(padded, offsets[:, 0], tf.where(flips, 2 * max_shift - offsets[:, 1], offsets[:, 1]),
+                   (height, width), flips)
 
 
-def random_crop(images: tf.Tensor, size, seed) -> tf.Tensor:
-    """A `size` = (h, w) window of each image of the batch, at its own uniform offset (plain row gathers, as
-    `translate`)."""
-    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+def random_crop(images: tf.Tensor, size, seed, flips=None) -> tf.Tensor:
+    """A `size` = (h, w) window of each image of the batch, at its own uniform offset; with `flips` (bool `[B]`)
+    the windows marked are mirrored left-right in the same pass (the same result as flipping the crops)."""
+    height, width = images.shape[1], images.shape[2]
     crop_height, crop_width = size
     batch = tf.shape(images)[0]
     row_seed, column_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     top = tf.random.stateless_uniform([batch, 1], row_seed, minval=0, maxval=height - crop_height + 1, dtype=tf.int32)
     left = tf.random.stateless_uniform([batch, 1], column_seed, minval=0, maxval=width - crop_width + 1,
                                        dtype=tf.int32)
-    first = tf.range(batch)[:, tf.newaxis]
-    rows = first * height + top + tf.range(crop_height)[tf.newaxis]  # [B, h] into B * H rows
-    cropped_rows = tf.gather(tf.reshape(images, [-1, width, channels]), rows)  # [B, h, W, C]
-    columns = first * width + left + tf.range(crop_width)[tf.newaxis]  # [B, w] into B * W
-    by_column = tf.reshape(tf.transpose(cropped_rows, [0, 2, 1, 3]), [-1, crop_height, channels])  # [B * W, h, C]
-    return tf.transpose(tf.gather(by_column, columns), [0, 2, 1, 3])
+    return windows(images, top[:, 0], left[:, 0], (crop_height, crop_width), flips)
+
+
+def windows(images: tf.Tensor, tops, lefts, size, flips=None) -> tf.Tensor:
+    """The `size` = (h, w) window at (`tops[i]`, `lefts[i]`) of each image `i`, mirrored where `flips[i]`.
+
+    One slice (and a reverse when mirrored) per image in a `map_fn`: per image, one copy of the window's
+    pixels. Row gathers with transposes over the batch cost 3x the CPU, a single pixel gather 2x, at
+    224x224 (benchmarks/scale.py).
+    """
+    channels = images.shape[3]
+    if flips is None:
+        flips = tf.zeros([tf.shape(images)[0]], tf.bool)
+
+    def window(args):
+        image, row, column, flip = args
+        cropped = tf.slice(image, tf.stack([row, column, 0]), [size[0], size[1], channels])
+        return tf.cond(flip, lambda: tf.reverse(cropped, [1]), lambda: cropped)
+
+    return tf.map_fn(window, (images, tops, lefts, flips),
+                     fn_output_signature=tf.TensorSpec([size[0], size[1], channels], images.dtype),
+                     parallel_iterations=16)
 
 
 def build_augmenter(image_shape, flip: bool = False, translate_px: int = 0, seed: int = 0, crop_size=None
