@@ -561,6 +561,25 @@ def test_the_screening_decodes_what_the_header_check_passes(tmp_path):
     assert screening.problems[1].startswith("not decodable (") and screening.problems[2] == "missing"
 
 
+def test_the_screening_decodes_a_repeated_path_once_and_answers_for_every_listing(tmp_path, monkeypatch):
+    from tf_twostage.data import image_check
+
+    good, jpeg = _image(tmp_path / "good.png", 0), _image(tmp_path / "scan.jpg", 1)
+    damage_jpeg(jpeg)
+    decoded = []
+    real_pass = image_check._decode_pass  # pylint: disable=protected-access
+
+    def counting_pass(paths, channels):
+        decoded.extend(paths)
+        return real_pass(paths, channels)
+
+    monkeypatch.setattr(image_check, "_decode_pass", counting_pass)
+    screening = screen_image_files([good, jpeg, good, good, jpeg], 3)
+    assert sorted(decoded) == sorted([str(good), str(jpeg)])
+    assert [problem is None for problem in screening.problems] == [True, False, True, True, False]
+    assert screening.fingerprints[0] == screening.fingerprints[2] == screening.fingerprints[3] != 0
+
+
 def test_two_runs_on_one_workdir_one_stops_at_once(world, tmp_path):
     """Two real processes on one workdir: the second stops within seconds with the holder named."""
     command = [sys.executable, os.path.join(ROOT, "bin", "run_experiment.py"), *_run_argv(world.run_data),

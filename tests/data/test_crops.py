@@ -74,3 +74,15 @@ def test_random_crop_with_flips_mirrors_exactly_the_windows_marked():
     mirrored = random_crop(images, (4, 3), seed, flips=flips).numpy()
     expected = np.where(flips.numpy()[:, None, None, None], plain[:, :, ::-1, :], plain)
     np.testing.assert_array_equal(mirrored, expected)
+
+
+@pytest.mark.parametrize("mean", [None, np.linspace(0, 1, 4 * 4 * 3, dtype=np.float32).reshape(4, 4, 3)])
+def test_fused_scaling_of_the_training_streams_matches_the_plain_ops(mean):
+    preprocessor = Preprocessor(mean, crop_size=(4, 4))
+    images = tf.constant(np.random.RandomState(0).randint(0, 256, (5, 6, 6, 3)).astype(np.uint8))
+    plain = preprocessor(images).numpy()
+    fused = preprocessor(images, fused=True).numpy()
+    assert fused.dtype == np.float32 and fused.shape == (5, 4, 4, 3)
+    np.testing.assert_allclose(fused, plain, rtol=0, atol=1e-6)
+    in_data = next(iter(tf.data.Dataset.from_tensors(images).map(lambda x: preprocessor(x, fused=True)))).numpy()
+    np.testing.assert_array_equal(in_data, fused)

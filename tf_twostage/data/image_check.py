@@ -67,17 +67,22 @@ def screen_image_files(paths: Sequence[str], channels: int) -> Screening:
       channels: the channels the pipelines decode to (1 or 3): a GIF decoded to 1 channel must work.
     """
     paths = tuple(str(path) for path in paths)
-    problems = list(image_file_problems(paths))
-    fingerprints = np.zeros(len(paths), np.int64)
+    # A path listed more than once (a list that repeats files) is checked and decoded once.
+    slots = {}
+    inverse = np.fromiter((slots.setdefault(path, len(slots)) for path in paths), np.int64, count=len(paths))
+    distinct = tuple(slots)
+    problems = list(image_file_problems(distinct))
+    fingerprints = np.zeros(len(distinct), np.int64)
     candidates = np.array([position for position, problem in enumerate(problems) if problem is None], np.int64)
     if candidates.size:
-        decoded, hashes = _decode_pass([paths[position] for position in candidates], channels)
+        decoded, hashes = _decode_pass([distinct[position] for position in candidates], channels)
         fingerprints[candidates[decoded]] = hashes
         failed = candidates[np.setdiff1d(np.arange(len(candidates)), decoded)]
         for number, position in enumerate(failed):
-            reason = _decode_reason(paths[position], channels) if number < _EXPLAINED_FILES else None
+            reason = _decode_reason(distinct[position], channels) if number < _EXPLAINED_FILES else None
             problems[position] = f"not decodable ({reason})" if reason else "not decodable"
-    return Screening(paths=paths, problems=tuple(problems), fingerprints=fingerprints)
+    return Screening(paths=paths, problems=tuple(problems[slot] for slot in inverse),
+                     fingerprints=fingerprints[inverse])
 
 
 def _decode_pass(paths: Sequence[str], channels: int) -> tuple:

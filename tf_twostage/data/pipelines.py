@@ -136,11 +136,11 @@ def supervised_dataset(
         stream = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
     batches = gather_batches(split, stream, batch_size)
     if not training or augmenter is None:
-        return batches.map(lambda example: (preprocessor(example["image"]), example["label"]),
+        return batches.map(lambda example: (preprocessor(example["image"], fused=training), example["label"]),
                            num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
     def to_inputs(example, seed):
-        return preprocessor(example["image"], augmenter, seed), example["label"]
+        return preprocessor(example["image"], augmenter, seed, fused=True), example["label"]
 
     return tf.data.Dataset.zip(batches, batch_seeds(seed)).map(to_inputs, num_parallel_calls=AUTOTUNE).prefetch(
         AUTOTUNE
@@ -206,10 +206,10 @@ def semi_supervised_stream(
         kept_labels = _interleave(kept, tf.zeros_like(kept))
         mask = _interleave(tf.ones([half], tf.float32), tf.zeros([half], tf.float32))
         view_seeds = tf.random.experimental.stateless_split(seed, num_views)
-        example = {"image": preprocessor(images, augmenter, view_seeds[0]), "label": kept_labels,
+        example = {"image": preprocessor(images, augmenter, view_seeds[0], fused=True), "label": kept_labels,
                    "labeled": mask, "index": index}
         for view in range(2, num_views + 1):
-            example[f"image_{view}"] = preprocessor(images, augmenter, view_seeds[view - 1])
+            example[f"image_{view}"] = preprocessor(images, augmenter, view_seeds[view - 1], fused=True)
         return example
 
     return tf.data.Dataset.zip(labeled, unlabeled, batch_seeds(seed + 104729)).map(
