@@ -154,6 +154,8 @@ def _check_chunk_size(chunk_size) -> int:
 
 
 def _check_fraction(name: str, value) -> float:
+    # The same check as stage1.selection's, repeated on purpose: this file loads alone with numpy only
+    # (tests/stage1/test_label_issues.py::test_module_imports_no_tensorflow), importing no tf_twostage module.
     try:
         value = float(value)
     except (TypeError, ValueError):
