@@ -78,7 +78,7 @@ def test_adaptive_picks_posterior_for_pair_flips_and_prune_by_class_for_symmetri
     np.testing.assert_array_equal(issues.is_issue, find_label_issues(labels, probs, rule="prune_by_class").is_issue)
 
 
-@pytest.mark.parametrize("rule", ("adaptive", "posterior") + THRESHOLD_RULES)
+@pytest.mark.parametrize("rule", ("adaptive", "posterior", "prune_by_noise_rate") + THRESHOLD_RULES)
 def test_no_issue_when_confident_predictions_agree_with_every_label(rule):
     labels, probs, _ = noisy_model_predictions(np.eye(4), per_class=30)
     issues = find_label_issues(labels, probs, rule=rule)
@@ -113,6 +113,30 @@ def test_chunking_gives_the_result_of_one_pass(rule):
             np.testing.assert_array_equal(getattr(chunked, field), getattr(whole, field))
         np.testing.assert_allclose(chunked.label_quality, whole.label_quality, atol=1e-6)
     assert label_health(labels, probs, chunk_size=5) == label_health(labels, probs)
+
+
+def test_prune_counts_keep_one_example_per_class_on_the_diagonal():
+    # Given 0: all 5 confidently of true class 1; given 1: 1 of true 0, 5 of 1. Rows of the result: true class.
+    counts = lib.prune_counts(np.array([[0.0, 5.0], [1.0, 5.0]]))
+    np.testing.assert_array_equal(counts, [[1, 1], [4, 5]])
+
+
+def test_prune_by_noise_rate_flags_the_examples_closest_to_the_class_they_came_from():
+    # Class 0's labels: 30 of 120 came from class 1 (the model, trained elsewhere, sees class 1 in them);
+    # class 2's: 20 of 100 came from class 3. The rule flags exactly those, pair by pair, by margin.
+    rng = np.random.default_rng(4)
+    true = np.concatenate([np.zeros(90, int), np.ones(30, int), np.ones(60, int), np.full(80, 2), np.full(20, 3),
+                           np.full(70, 3)])
+    labels = np.concatenate([np.zeros(120, int), np.ones(60, int), np.full(100, 2), np.full(70, 3)])
+    probs = np.full((len(true), 4), 0.02) + rng.uniform(0, 0.01, (len(true), 4))
+    probs[np.arange(len(true)), true] = np.where(labels == true, 0.8, 0.95)  # above t_1, t_3: counted
+    probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+    np.testing.assert_array_equal(lib.prune_counts(lib.estimate_issue_counts(labels, probs)[1])[[1, 3], [0, 2]],
+                                  [30, 20])
+    issues = find_label_issues(labels, probs, rule="prune_by_noise_rate")
+    assert issues.rule == "prune_by_noise_rate"
+    np.testing.assert_array_equal(issues.is_issue, labels != true)
+    np.testing.assert_array_equal(issues.suggested_label[issues.is_issue], true[issues.is_issue])
 
 
 def test_ranked_issues_lowest_quality_first():

@@ -149,7 +149,7 @@ def program_rule(config) -> str:
     if rule == "clean_set":
         raise ValueError("label_issues.rule=clean_set needs one-vs-rest clean-set scores, which this program does "
                          "not compute; use tf_twostage.find_label_issues(..., rule='clean_set', clean_scores=...) "
-                         "or another rule (adaptive, posterior, prune_by_class, confidence, agreement)")
+                         "or another rule (adaptive, posterior, prune_by_class, prune_by_noise_rate, confidence, agreement)")
     return "adaptive" if rule == "auto" else rule
 
 

@@ -19,6 +19,11 @@ Rules (`RULES`), each a selection rule on arrays:
 * `prune_by_class`: confident learning (Northcutt et al., 2021): the calibrated confident joint
   estimates how many labels of each class are wrong; those with the lowest self-confidence are flagged
   unless the model predicts their given label (cleanlab's `filter_by="prune_by_class"`).
+* `prune_by_noise_rate`: confident learning's default (cleanlab's `filter_by="prune_by_noise_rate"`):
+  for each off-diagonal cell (given k, true j) of the calibrated confident joint, the examples labeled k
+  with the largest margin P(j|x) - P(k|x), as many as the cell counts, unless the model predicts their
+  given label. Where prune_by_class asks "which labels of k are least likely", this asks "which
+  examples of k look most like j", pair by pair, so it follows directional flips.
 * `posterior`: the noise transition matrix T[true, given] is estimated from the
   predictions themselves (`estimate_transition`: k-means clusters of the probability vectors, one per
   true class, matched to classes by the Hungarian method), which holds for flips above 0.5 too; the
@@ -44,7 +49,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-RULES = ("adaptive", "posterior", "prune_by_class", "confidence", "agreement", "clean_set")
+RULES = ("adaptive", "posterior", "prune_by_class", "prune_by_noise_rate", "confidence", "agreement", "clean_set")
 DEFAULT_CHUNK_SIZE = 8192
 SUM_TOLERANCE = 1e-3  # |row sum - 1| allowed in pred_probs (float32 softmax outputs)
 
@@ -522,6 +527,8 @@ def find_label_issues(labels, pred_probs, rule: str = "adaptive", clean_scores=N
         order_quality = correct - 1e-3 * (1.0 - quality)
         note = "" if rule == "posterior" else f"adaptive: the estimated noise is directional (asymmetry {asymmetry:.2f})"
         return _result(is_issue, np.clip(order_quality, 0.0, 1.0), labels, stats, "posterior", transition, note)
+    elif rule == "prune_by_noise_rate":
+        is_issue = _prune_by_noise_rate(labels, pred_probs, chunk_size, stats)
     else:
         is_issue = _prune_by_class(labels, pred_probs, chunk_size, stats)
     return _result(is_issue, quality, labels, stats, rule)
@@ -568,6 +575,49 @@ def _prune_by_class(labels, pred_probs, chunk_size: int, stats: _RowStats) -> np
     self-confidence first, keeping only examples whose prediction differs from the label (as cleanlab)."""
     counts, _, _ = estimate_issue_counts(labels, pred_probs, chunk_size, stats)
     return _lowest_per_class(labels, stats.self_confidence, counts) & (stats.prediction != labels)
+
+
+def prune_counts(joint: np.ndarray) -> np.ndarray:
+    """`counts[true, given]` (int) to flag per off-diagonal cell, from the calibrated joint `[given, true]`:
+    rounded per given label, every class keeping at least one example on the diagonal (the amount added
+    there taken evenly from the column's nonzero off-diagonal cells), rounded again per true class
+    (cleanlab's `_keep_at_least_n_per_class` with n = 1, so that counts agree with it)."""
+    counts = round_preserving_row_totals(joint).T.astype(np.float64)
+    diagonal = np.diag(counts).copy()
+    raised = np.maximum(diagonal, 1.0)
+    nonzero_off = np.maximum(np.count_nonzero(counts, axis=0) - 1.0, 1.0)
+    counts = np.clip(counts - (raised - diagonal) / nonzero_off, 0.0, None)
+    np.fill_diagonal(counts, raised)
+    return round_preserving_row_totals(counts)
+
+
+def _prune_by_noise_rate(labels, pred_probs, chunk_size: int, stats: _RowStats) -> np.ndarray:
+    """Confident learning's prune_by_noise_rate: for each cell (given k, true j) of `prune_counts`, the
+    examples labeled k of largest margin P(j|x) - P(k|x), keeping only those whose prediction differs from
+    the label (as cleanlab). Reads the needed columns of one class at a time, at most about
+    `chunk_size` x C values at once."""
+    _, joint, _ = estimate_issue_counts(labels, pred_probs, chunk_size, stats)
+    counts = prune_counts(joint)
+    num_classes = counts.shape[0]
+    flagged = np.zeros(len(labels), bool)
+    members = np.argsort(labels, kind="stable")  # each class a run, in position order
+    bounds = np.searchsorted(labels[members], np.arange(num_classes + 1), side="left")
+    for k in range(num_classes):
+        group = members[bounds[k]:bounds[k + 1]]
+        others = np.flatnonzero(counts[:, k] > 0)
+        others = others[others != k]
+        if len(group) <= 1 or not len(others):
+            continue
+        own = np.asarray(pred_probs[group, k])
+        mask = np.zeros(len(group), bool)
+        step = max(1, (chunk_size * num_classes) // len(group))
+        for start in range(0, len(others), step):
+            columns = others[start:start + step]
+            margins = np.asarray(pred_probs[np.ix_(group, columns)]) - own[:, None]
+            for position, j in enumerate(columns):
+                mask[np.argsort(-margins[:, position])[:counts[j, k]]] = True
+        flagged[group[mask]] = True
+    return flagged & (stats.prediction != labels)
 
 
 def _posterior_correct(labels, pred_probs, transition, chunk_size: int) -> tuple:
