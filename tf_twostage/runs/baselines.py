@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from tf_twostage.config.base import eval_batch_size
 from tf_twostage.utils import io_utils
 from tf_twostage.reporting import plots
 from tf_twostage.baselines.losses import (
@@ -44,7 +45,7 @@ def transition_for(config, data: PreparedData, strategy, workdir: str) -> tuple:
     with strategy.scope():
         estimator = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
         train_cross_entropy(estimator, data, config, workdir, stage_name="transition_estimate")
-    probabilities = predict_probabilities(estimator, data.train, data.preprocessor)
+    probabilities = predict_probabilities(estimator, data.train, data.preprocessor, eval_batch_size(config))
     matrix = estimate_transition_matrix(probabilities, float(config.baselines.filter_percentile))
     return matrix, "estimated"
 
@@ -80,7 +81,7 @@ def run_loss_baseline(config, data: PreparedData, strategy, workdir: str) -> dic
     if method == "forward" and data.train.has_clean_labels:
         # How forward correction's implied clean labels compare with the truth (paper's Table 2).
         details["corrected_labels"] = corrected_label_statistics(
-            predict_probabilities(classifier, data.train, data.preprocessor), data.train.labels,
-            data.train.clean_labels, np.asarray(details["transition_matrix"]), seed=int(config.seed))
+            predict_probabilities(classifier, data.train, data.preprocessor, eval_batch_size(config)),
+            data.train.labels, data.train.clean_labels, np.asarray(details["transition_matrix"]), seed=int(config.seed))
     return {"classifier": classifier, "baseline": details, "history": {"stage1": io_utils.history_json(history)},
             "validation": validation}

@@ -33,6 +33,7 @@ import numpy as np
 
 import tensorflow as tf
 
+from tf_twostage.config.base import eval_batch_size
 from tf_twostage.data.pipelines import stratified_holdout
 from tf_twostage.data.prepare import PreparedData
 from tf_twostage.data.source import UNKNOWN_LABEL, ImageSplit, decode_image_file
@@ -134,7 +135,8 @@ def kfold_pred_probs(config, data: PreparedData, examples: ImageSplit, strategy,
         keras.utils.set_random_seed(int(config.seed) * 1000 + fold + 1)
         classifier, _, _ = pretrain_with_recorder(config, fold_data, strategy, workdir,
                                                   f"label_issues_fold{fold}")
-        probabilities = predict_probabilities(classifier, examples.subset(held), data.preprocessor)
+        probabilities = predict_probabilities(classifier, examples.subset(held), data.preprocessor,
+                                              eval_batch_size(config))
         io_utils.write_npz(path, index=examples.index[held], pred_probs=probabilities.astype(np.float32))
         pred_probs[held] = probabilities
         if progress:

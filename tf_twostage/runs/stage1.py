@@ -27,6 +27,7 @@ from tf_twostage.config.base import eval_batch_size
 from tf_twostage.training.precision import compile_options
 from tf_twostage.data.pipelines import evaluation_dataset, stratified_holdout
 from tf_twostage.data.prepare import PreparedData
+from tf_twostage.models.inference import inference_function
 from tf_twostage.training.metrics import predict_probabilities
 from tf_twostage.models import build_classifier
 from tf_twostage.stage1.callback import RANKINGS, PredictionRecorder
@@ -134,15 +135,14 @@ def clean_set_scores(classifier: keras.Model, data: PreparedData, config) -> dic
     and all other clean examples negative. This is exactly C independent logistic classifiers on
     shared features, at the cost of one.
     """
-    features = keras.Model(classifier.inputs, classifier.get_layer("logits").input)
+    feature_model = keras.Model(classifier.inputs, classifier.get_layer("logits").input)
+    features = inference_function(feature_model)  # which holds it weakly: feature_model keeps it alive
+    batch_size = eval_batch_size(config)
 
-    def embed(split):
-        return np.concatenate(
-            [np.asarray(features(batch["image"], training=False))
-             for batch in evaluation_dataset(split, data.preprocessor, eval_batch_size(config))]
-        )
+    def batches(split):
+        return evaluation_dataset(split, data.preprocessor, batch_size)
 
-    clean_features = embed(data.clean)
+    clean_features = np.concatenate([np.asarray(features(batch["image"])) for batch in batches(data.clean)])
     targets = keras.utils.to_categorical(data.clean.labels, data.num_classes)
     head = keras.Sequential(
         [keras.Input((clean_features.shape[1],)), keras.layers.Dense(data.num_classes, activation="sigmoid", dtype="float32")],
@@ -150,12 +150,16 @@ def clean_set_scores(classifier: keras.Model, data: PreparedData, config) -> dic
     )
     head.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.BinaryCrossentropy(),
                  **compile_options(config.train))
-    head.fit(clean_features, targets, batch_size=eval_batch_size(config), epochs=int(config.stage1.clean_epochs), verbose=0,
+    head.fit(clean_features, targets, batch_size=batch_size, epochs=int(config.stage1.clean_epochs), verbose=0,
              shuffle=True)
-    predict = functools.partial(head.predict, batch_size=eval_batch_size(config), verbose=0)
-    scores = {"train_scores": np.asarray(predict(embed(data.train)))}
+    score = inference_function(head)
+
+    def scores_of(split):  # batch by batch: the features of all N images are never held at once
+        return np.concatenate([np.asarray(score(features(batch["image"]))) for batch in batches(split)])
+
+    scores = {"train_scores": scores_of(data.train)}
     if len(data.validation):
-        scores["validation_scores"] = np.asarray(predict(embed(data.validation)))
+        scores["validation_scores"] = scores_of(data.validation)
     return scores
 
 

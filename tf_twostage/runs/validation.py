@@ -28,6 +28,7 @@ from typing import Optional
 
 import numpy as np
 
+from tf_twostage.config.base import eval_batch_size
 from tf_twostage.baselines.transition import (
     estimate_transition_matrix,
     estimated_accuracy_standard_error,
@@ -146,7 +147,7 @@ def validation_report(config, data: PreparedData, classifier, plan: ValidationPl
         report.update(value=None, measured="nothing: no validation examples (the last epoch is kept)")
         return report
     scored = plan.scored_split()
-    predictions = predict_probabilities(classifier, scored, data.preprocessor).argmax(axis=1)
+    predictions = predict_probabilities(classifier, scored, data.preprocessor, eval_batch_size(config)).argmax(1)
     accuracy = float(np.mean(predictions == scored.labels))
     binomial_error = float(np.sqrt(accuracy * (1 - accuracy) / len(predictions)))
     if plan.source == "clean":
@@ -157,7 +158,8 @@ def validation_report(config, data: PreparedData, classifier, plan: ValidationPl
         report["noisy_accuracy"] = accuracy
         if transition is None:
             if noisy_probabilities is None:
-                noisy_probabilities = predict_probabilities(classifier, data.train, data.preprocessor)
+                noisy_probabilities = predict_probabilities(classifier, data.train, data.preprocessor,
+                                                            eval_batch_size(config))
                 transition_source = f"estimated (anchor points) from the {stage} model's training-set predictions"
             transition = estimate_transition_matrix(noisy_probabilities, float(config.baselines.filter_percentile))
         problem = transition_problem(transition)

@@ -7,13 +7,15 @@ import numpy as np
 from tf_twostage.data.pipelines import evaluation_dataset
 from tf_twostage.data.preprocess import Preprocessor
 from tf_twostage.data.source import ImageSplit
+from tf_twostage.models.inference import inference_function
 
 
 def predict_probabilities(classifier, split: ImageSplit, preprocessor: Preprocessor, batch_size: int = 256):
     """Class probabilities `[N, C]` for every example of `split`, in order."""
     outputs = []
+    predict = inference_function(classifier)
     for batch in evaluation_dataset(split, preprocessor, batch_size):
-        outputs.append(np.asarray(classifier(batch["image"], training=False)))
+        outputs.append(np.asarray(predict(batch["image"])))
     return np.concatenate(outputs) if outputs else np.zeros((0, split.num_classes), np.float32)
 
 
