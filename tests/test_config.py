@@ -69,6 +69,8 @@ def test_command_line_overrides_known_keys_and_refuses_unknown_ones():
         ("train.dtype_policy", "float16",
          r"train.dtype_policy must be one of float32, mixed_float16, mixed_bfloat16; got 'float16'"),
         ("train.eval_batch_size", -1, r"train.eval_batch_size must be an integer >= 0, got -1"),
+        ("train.micro_batches", 0, r"train.micro_batches must be an integer >= 1, got 0"),
+        ("train.micro_batches", 200, r"train.micro_batches=200 is more than batch_size=128: each micro-batch"),
     ],
 )
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(key, value, message):

@@ -49,14 +49,15 @@ def _make(algorithm, classifier):
     return TemporalEnsembling(classifier, num_examples=48, num_classes=CLASSES)
 
 
-def _train(algorithm, strategy, epochs=2, weights=None):
+def _train(algorithm, strategy, epochs=2, weights=None, micro_batches=1):
     with strategy.scope():
         classifier = _classifier()
         if weights is not None:
             classifier.set_weights(weights)
         trainer = _make(algorithm, classifier)
         trainer.compile(keras.optimizers.SGD(0.5),
-                        consistency_weight=PerEpoch(lambda epoch: 3.0 * (epoch + 1.0), STEPS_PER_EPOCH))
+                        consistency_weight=PerEpoch(lambda epoch: 3.0 * (epoch + 1.0), STEPS_PER_EPOCH),
+                        micro_batches=micro_batches)
     callbacks = [EnsembleUpdate()] if algorithm == "temporal_ensembling" else []
     history = trainer.fit(_fixed_batches(views=1 if algorithm == "temporal_ensembling" else 2), epochs=epochs,
                           verbose=0, callbacks=callbacks)
@@ -81,6 +82,22 @@ def test_mirrored_strategy_on_two_replicas_matches_a_run_without_strategy(algori
             for copy in copies:
                 np.testing.assert_array_equal(copy.numpy(), copies[0].numpy())
         np.testing.assert_allclose(np.asarray(distributed.ensemble), np.asarray(single.ensemble), atol=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["pi", "temporal_ensembling"])
+def test_micro_batches_train_exactly_like_the_whole_batch(algorithm):
+    # 16 examples in 3 slices (5, 5, 6), with unequal labeled counts: each slice's sums are divided by
+    # the whole batch's counts, so the summed gradient, the update and the logs are the whole batch's.
+    initial = _classifier().get_weights()
+    whole, whole_history = _train(algorithm, tf.distribute.get_strategy(), weights=initial)
+    sliced, sliced_history = _train(algorithm, tf.distribute.get_strategy(), weights=initial, micro_batches=3)
+    for key in ("loss", "loss/supervised", "loss/consistency", "accuracy/labeled_augmented"):
+        np.testing.assert_allclose(sliced_history[key], whole_history[key], rtol=1e-5, atol=1e-6)
+    assert whole_history["loss/consistency"][1] > 0
+    for got, want in zip(sliced.classifier.get_weights(), whole.classifier.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    if algorithm == "temporal_ensembling":
+        np.testing.assert_allclose(np.asarray(sliced.ensemble), np.asarray(whole.ensemble), atol=1e-6)
 
 
 def test_temporal_ensemble_accumulates_predictions_with_bias_correction():

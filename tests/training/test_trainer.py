@@ -50,6 +50,35 @@ class SquaredError(ClassifierTrainer):
         return loss, {"accuracy": ops.sum(correct_predictions(labels, predictions)) / global_batch}
 
 
+def test_micro_batches_apply_the_whole_batch_update_with_its_weight_decay():
+    images, labels = _data()
+    runs = []
+    for slices in (1, 3):
+        trainer = CrossEntropyTrainer(_classifier(l2=0.01))
+        trainer.compile(optimizer=keras.optimizers.SGD(0.5), micro_batches=slices)
+        history = trainer.fit(_dataset(batch=8), epochs=2, verbose=0).history
+        runs.append((trainer.classifier.get_weights(), history))
+    (whole, whole_history), (sliced, sliced_history) = runs
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(sliced_history[key], whole_history[key], rtol=1e-5, atol=1e-6)
+    for got, want in zip(sliced, whole):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_micro_batches_need_a_trainer_that_says_what_its_loss_divides_by_and_enough_examples():
+    trainer = SquaredError(_classifier())
+    trainer.compile(optimizer="sgd", micro_batches=2)
+    with pytest.raises(NotImplementedError, match="SquaredError does not say what its loss divides by"):
+        trainer.fit(_dataset(), epochs=1, verbose=0)
+    trainer = CrossEntropyTrainer(_classifier())
+    trainer.compile(optimizer="sgd", micro_batches=4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"micro_batches=4\) \(train.micro_batches\) needs at least 4"):
+        trainer.fit(_dataset(batch=3), epochs=1, verbose=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="micro_batches must be an integer >= 1"):
+            CrossEntropyTrainer(_classifier()).compile(optimizer="sgd", micro_batches=bad)
+
+
 @pytest.mark.parametrize("argument", [{"loss": "mse"}, {"metrics": ["accuracy"]}, {"weighted_metrics": ["mae"]}])
 def test_compile_refuses_a_loss_or_metrics_it_would_not_use(argument):
     trainer = CrossEntropyTrainer(_classifier())

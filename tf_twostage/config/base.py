@@ -148,6 +148,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.jit_compile = False  # XLA-compile the train / test steps (it was slower on a 2-core CPU)
     # Prediction, feature extraction and evaluation batches; 0 = twice the training batch size.
     config.train.eval_batch_size = 0
+    # Each training batch differentiated in this many slices, one update (gradient accumulation): the same
+    # batch size at 1/k of the activation memory, slower per image; batch statistics are per slice. 1: off.
+    config.train.micro_batches = 1
 
     config.label_issues = ml_collections.ConfigDict()  # bin/find_label_issues.py (issue 16)
     config.label_issues.folds = 5  # K of the out-of-sample (K-fold) predicted probabilities

@@ -64,6 +64,11 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _check_stage1(config.stage1)
     _check_stage2(config.stage2)
     _check_train(config.train)
+    for key in ("batch_size", "stage2.batch_size"):  # a micro-batch holds at least one example
+        size = config.batch_size if key == "batch_size" else config.stage2.batch_size
+        if _is_int(size) and size < config.train.micro_batches:
+            raise ValueError(f"train.micro_batches={config.train.micro_batches} is more than {key}={size}: each "
+                             "micro-batch needs at least one example (micro_batches <= the batch size)")
     _in_range("baselines.filter_percentile", config.baselines.filter_percentile, 0.0, 100.0)
     _in_range("baselines.beta_soft", config.baselines.beta_soft, 0.0, 1.0)
     _in_range("baselines.beta_hard", config.baselines.beta_hard, 0.0, 1.0)
@@ -76,6 +81,7 @@ def _check_train(train) -> None:
     if not isinstance(train.jit_compile, bool):
         raise ValueError(f"train.jit_compile must be true or false; got {train.jit_compile!r}")
     _integer("train.eval_batch_size", train.eval_batch_size, minimum=0)
+    _integer("train.micro_batches", train.micro_batches, minimum=1)
 
 
 def _check_data(data) -> None:

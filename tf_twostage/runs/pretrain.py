@@ -20,7 +20,7 @@ from tf_twostage.data.augment import build_augmenter
 from tf_twostage.data.pipelines import supervised_dataset
 from tf_twostage.data.prepare import PreparedData
 from tf_twostage.training.optimizers import make_optimizer, plateau_callbacks
-from tf_twostage.training.precision import compile_options
+from tf_twostage.training.precision import trainer_options
 from tf_twostage.config.base import eval_batch_size
 from tf_twostage.training.resume import checkpoint_dir, resume_fit
 
@@ -49,7 +49,7 @@ def train_cross_entropy(
     num_examples = len(data.train) if positions is None else len(positions)
     epochs = stage1_epochs(config, num_examples)
     trainer = CrossEntropyTrainer(classifier, loss=loss)
-    trainer.compile(optimizer=make_optimizer(stage_config), **compile_options(config.train))
+    trainer.compile(optimizer=make_optimizer(stage_config), **trainer_options(config.train))
     train = supervised_dataset(
         data.train,
         data.preprocessor,

@@ -34,7 +34,7 @@ from tf_twostage.stage1.selection import check_every_class_kept
 from tf_twostage.stage2.pi_model import PiModel
 from tf_twostage.stage2.temporal_ensembling import EnsembleUpdate, TemporalEnsembling
 from tf_twostage.training.optimizers import RampedAdam
-from tf_twostage.training.precision import compile_options
+from tf_twostage.training.precision import compile_options, trainer_options
 from tf_twostage.config.base import eval_batch_size
 
 ALGORITHMS = ("pi", "temporal_ensembling")
@@ -169,7 +169,7 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
         optimizer = stage2_optimizer(config, steps_per_epoch)
         trainer.compile(optimizer, consistency_weight=consistency_schedule(
             config, len(labeled_positions), len(data.train), steps_per_epoch, data.num_classes),
-            **compile_options(config.train))
+            **trainer_options(config.train))
     augmenter = build_augmenter(data.image_shape, flip=bool(config.augment.flip),
                                 translate_px=int(stage2.translate_px), seed=config.seed,
                                 crop_size=data.preprocessor.crop_size)
@@ -201,16 +201,21 @@ def finetune_on_clean(config, data: PreparedData, classifier: keras.Model, strat
     """A few epochs of cross-entropy on the clean subset at a small learning rate."""
     if data.clean is None or not len(data.clean):
         raise ValueError("stage2.finetune_epochs > 0 needs a clean subset (Clothing1M, or data.clean)")
-    batch_size = int(config.batch_size)
+    # Micro-batches: batches of batch_size / k, the gradient averaged over k of them (the same examples as one
+    # batch of batch_size: the stream is the same sequence) before each update.
+    slices = int(config.train.micro_batches)
+    batch_size = int(config.batch_size) // slices
     with strategy.scope():
-        classifier.compile(optimizer=keras.optimizers.Adam(float(config.stage2.finetune_learning_rate)),
+        classifier.compile(optimizer=keras.optimizers.Adam(float(config.stage2.finetune_learning_rate),
+                                                           gradient_accumulation_steps=slices if slices > 1 else None),
                            loss=keras.losses.SparseCategoricalCrossentropy(),
                            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                            **compile_options(config.train))
     history = resume_fit(
         classifier,
         supervised_dataset(data.clean, data.preprocessor, batch_size, training=True, seed=config.seed),
-        steps_per_epoch=math.ceil(len(data.clean) / batch_size), epochs=int(config.stage2.finetune_epochs),
+        steps_per_epoch=slices * math.ceil(len(data.clean) / (batch_size * slices)),
+        epochs=int(config.stage2.finetune_epochs),
         directory=checkpoint_dir(workdir, "finetune"),
         callbacks=[keras.callbacks.TensorBoard(os.path.join(workdir, "logs", "finetune"), write_graph=False)],
         verbose=fit_verbosity(config.verbose),

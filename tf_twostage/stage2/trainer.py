@@ -69,10 +69,14 @@ class SemiSupervisedTrainer(ClassifierTrainer):
     def after_step(self, batch: dict, predictions: tf.Tensor) -> None:
         """Optional: state an algorithm keeps per step (temporal ensembling records predictions)."""
 
-    def compute_step_loss(self, batch):
+    def batch_totals(self, batch):
+        labeled = ops.cast(batch["labeled"], "float32")
+        return global_sum(ops.stack([ops.sum(labeled), ops.cast(ops.shape(labeled)[0], "float32")]))
+
+    def compute_step_loss(self, batch, totals=None):
         labeled = ops.cast(batch["labeled"], "float32")
         labels = batch["label"]
-        counts = global_sum(ops.stack([ops.sum(labeled), ops.cast(ops.shape(labeled)[0], "float32")]))
+        counts = self.batch_totals(batch) if totals is None else totals
         global_labeled, global_batch = counts[0], counts[1]
         weight = self.current_consistency_weight()
 

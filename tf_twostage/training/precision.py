@@ -7,6 +7,9 @@
   (Keras' `auto_scale_loss`), whose `scale_loss` the one base `train_step` calls: without it small
   gradients underflow to zero in float16 (tests/training/test_precision.py shows it). bfloat16 has
   float32's exponent range and needs no scaling.
+* `train.micro_batches`: the package's trainers differentiate each batch in this many slices and apply
+  one update (`ClassifierTrainer.compile(micro_batches=...)`; plain Keras models, as the clean-set
+  fine-tuning: batches of batch_size / k and the optimizer's `gradient_accumulation_steps`).
 * `train.jit_compile`: `compile`'s `jit_compile` (a bool; False by default: XLA was slower on the
   2-core CPU measured (ResNet-14), and a fixed value keeps a run the same on every machine).
 """
@@ -39,7 +42,12 @@ def dtype_policy(name: str):
 
 
 def compile_options(train_config) -> dict:
-    """The `compile` keywords of `config.train` (XLA)."""
+    """The `compile` keywords of `config.train` for any Keras model (XLA)."""
     if not isinstance(train_config.jit_compile, bool):
         raise ValueError(f"train.jit_compile must be true or false; got {train_config.jit_compile!r}")
     return {"jit_compile": train_config.jit_compile}
+
+
+def trainer_options(train_config) -> dict:
+    """The `compile` keywords of `config.train` for the package's trainers (XLA, micro-batches)."""
+    return {**compile_options(train_config), "micro_batches": int(train_config.micro_batches)}
