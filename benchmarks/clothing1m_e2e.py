@@ -65,10 +65,13 @@ def run_sampled(command: list) -> dict:
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0]
+    timeline = []  # (unix time, RSS bytes), every 0.5 s
 
     def sample():
         while process.poll() is None:
-            peak[0] = max(peak[0], rss_of(process.pid))
+            rss = rss_of(process.pid)
+            peak[0] = max(peak[0], rss)
+            timeline.append((time.time(), rss))
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -76,9 +79,26 @@ def run_sampled(command: list) -> dict:
     stdout, stderr = process.communicate()
     sampler.join()
     return {"returncode": process.returncode, "wall_seconds": time.perf_counter() - started,
-            "peak_rss_sampled_bytes": peak[0],
+            "peak_rss_sampled_bytes": peak[0], "timeline": timeline,
             "peak_rss_children_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
             "stdout_tail": stdout[-2000:], "stderr_tail": stderr[-3000:]}
+
+
+def stage_peaks(timeline: list, workdir: str) -> dict:
+    """Peak RSS between the run's start and each stage's end (manifest.json's `finished` times, in order):
+    `stage1` (pre-training and the clean-set scores), `selection`, `training` (Stage 2 and the fine-tuning),
+    `export`, `results` (evaluation, report)."""
+    path = os.path.join(workdir, "manifest.json")
+    if not timeline or not os.path.exists(path):
+        return {}
+    ends = sorted((datetime.datetime.fromisoformat(stage["finished"]).timestamp(), name)
+                  for name, stage in io_utils.read_json(path)["stages"].items())
+    peaks, start = {}, timeline[0][0]
+    for end, name in ends:
+        window = [rss for moment, rss in timeline if start <= moment <= end + 1.0]
+        peaks[name] = max(window, default=0)
+        start = end
+    return peaks
 
 
 def main(argv):
@@ -112,6 +132,8 @@ def main(argv):
         "machine": {"cpus": os.cpu_count()},
         **{k: v for k, v in run.items() if not k.endswith("_tail") or run["returncode"]},
     }
+    report["peak_rss_by_stage_bytes"] = stage_peaks(run.pop("timeline"), _WORKDIR.value)
+    report.pop("timeline", None)
     results_path = os.path.join(_WORKDIR.value, "results.json")
     if run["returncode"] == 0 and os.path.exists(results_path):
         results = io_utils.read_json(results_path)

@@ -138,6 +138,26 @@ def test_two_stage_refined_source_scores_the_kept_validation_labels(tmp_path):
     assert validation["value"] == pytest.approx(validation["val_accuracy_at_selected_epoch"], abs=1e-6)
 
 
+def test_a_clean_validation_set_given_by_the_dataset_is_scored_clean_not_corrected():
+    # Clothing1M fine-tuned on its clean subset: auto resolves to `noisy`, but the release's validation list is
+    # clean (labels == clean labels): it is scored as it is. A held-out noisy split stays `noisy`.
+    import types
+
+    from tf_twostage.runs.validation import plan_validation
+
+    config = _smoke_config(**{"method": "two_stage", "stage2.finetune_epochs": 2})
+    given = make_split(30, 4)
+    given = given.with_labels(given.labels, clean_labels=given.labels)
+    data = types.SimpleNamespace(dataset=types.SimpleNamespace(name="clothing1m", validation=given),
+                                 validation=given, clean=make_split(12, 4, index_offset=100))
+    plan = plan_validation(config, data)
+    assert plan.source == "clean" and plan.split is given
+    assert plan.examples == "the 30 images of the dataset's own clean validation set, with their clean labels"
+    held_out = given.with_labels((given.labels + 1) % 4, clean_labels=given.labels)
+    data.dataset.validation, data.validation = None, held_out
+    assert plan_validation(config, data).source == "noisy"
+
+
 def test_clean_source_without_a_clean_subset_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="validation.source=clean needs a clean subset"):
         run_experiment(_smoke_config(**{"validation.source": "clean"}), str(tmp_path))

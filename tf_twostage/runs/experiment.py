@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_twostage.utils import io_utils, workdir_lock
+from tf_twostage.utils.memory import release_memory
 from tf_twostage.runs.baselines import LOSS_METHODS, run_loss_baseline
 from tf_twostage.config.base import eval_batch_size
 from tf_twostage.config.checks import validate_config
@@ -138,6 +139,7 @@ def ensure_stage1_trained(config, data: PreparedData, strategy, workdir: str) ->
         return False
     with bad_files_named(_splits(data)):
         train_stage1(config, data, strategy, workdir)
+    release_memory()  # the Stage-1 network and its buffers are done with
     manifest.mark_done("stage1", [f"stage1/{PREDICTIONS_FILE}", f"stage1/{WEIGHTS_FILE}", "stage1/history.json"])
     return True
 

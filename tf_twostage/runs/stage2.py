@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from tf_twostage.utils import io_utils
+from tf_twostage.utils.memory import release_memory
 from tf_twostage.training.progress import fit_verbosity
 from tf_twostage.training import schedules
 from tf_twostage.data.augment import build_augmenter
@@ -193,6 +194,7 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
                          callbacks=callbacks, verbose=fit_verbosity(config.verbose))
     histories = {"stage2": io_utils.history_json(history)}
     if int(stage2.finetune_epochs) > 0:
+        release_memory()  # the semi-supervised trainer's step buffers are done with
         histories["finetune"] = finetune_on_clean(config, data, classifier, strategy, workdir)
     return classifier, histories
 

@@ -13,6 +13,9 @@ selected and how it was used. The choice (`validation.source`):
   below test accuracy under heavy noise (about half of it at symmetric 0.5). The correction also
   multiplies the sampling error (`standard_error`, bootstrap): on 400 images at symmetric 0.5 about
   +-5.6 points even with the true matrix, so a clean subset, however small, is the better score.
+  When the dataset's own validation set is clean (Clothing1M's `clean_val` list: its labels are its clean
+  labels), `noisy` scores that set against its clean labels, uncorrected, and reports `source: clean`:
+  correcting a clean accuracy as if it were noisy would distort it.
 - `refined`: the validation images whose labels Stage 1 kept (the paper's improved baseline). Chosen by
   the model being scored, it overstates accuracy (97% for a model at 80% on the test set): kept for the
   paper's recipes, never a default.
@@ -65,6 +68,13 @@ def has_clean_subset(data: PreparedData) -> bool:
     return data.clean is not None and len(data.clean) > 0
 
 
+def validation_is_clean(data: PreparedData) -> bool:
+    """The dataset gave its own validation set, with clean labels (Clothing1M's `clean_val` list)."""
+    given = getattr(data.dataset, "validation", None)
+    return (given is not None and data.validation is given and len(given) > 0 and given.has_clean_labels
+            and bool(np.array_equal(given.labels, given.clean_labels)))
+
+
 def resolve_source(config, data: PreparedData, refined_available: bool) -> str:
     """`validation.source` with `auto` resolved (and `refined` without a Stage 1 turned into `noisy`)."""
     source = config.validation.source
@@ -108,6 +118,10 @@ def plan_validation(config, data: PreparedData, refined_positions=None, anneals:
                               f"the {len(positions)} of {len(data.validation)} noisy validation images whose "
                               "labels Stage 1 kept (chosen by the Stage-1 model: overstates accuracy)",
                               keeper(len(positions)))
+    if validation_is_clean(data):
+        return ValidationPlan("clean", data.validation, None,
+                              f"the {len(data.validation)} images of the dataset's own clean validation set, with "
+                              "their clean labels", keeper(len(data.validation)))
     return ValidationPlan(source, data.validation, None,
                           f"the {len(data.validation)} held-out noisy training images (data.val_fraction="
                           f"{config.data.val_fraction:g}), with their noisy labels", keeper(len(data.validation)))
