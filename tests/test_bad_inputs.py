@@ -360,6 +360,9 @@ CASES = [
     Case("stage2-batch-size-not-divisible-into-halves",
          lambda ctx: check_global_batch_size(6, ctx.strategy, halves=True),
          ("got 6", "multiple of 2 x the replica count (4 with 2 replicas)")),
+    Case("micro-batches-more-than-a-replicas-share",
+         lambda ctx: check_global_batch_size(8, ctx.strategy, halves=True, key="stage2.batch_size", micro_batches=5),
+         ("train.micro_batches=5", "stage2.batch_size=8 (4 with 2 replicas)")),
     # Labels: user data (through the runner) and in memory.
     _user_run("csv-label-id-out-of-range", _csv_rows("img/a.png,0", "img/b.png,1", "img/c.png,2"),
               "unknown label '2'", "integer id in [0, 2)", **{"data.class_names": ("cat", "dog")}),

@@ -212,9 +212,11 @@ def start_run(config, workdir: str, restart: bool = False, remedy: Optional[str]
     validate_config(config, methods=tuple(METHODS))
     set_dtype_policy(config.train.dtype_policy)  # before any model is built (one run per process)
     strategy = make_strategy(config.distribution.strategy)  # first: multi-worker wants no op before it
-    check_global_batch_size(int(config.batch_size), strategy)
+    slices = int(config.train.micro_batches)
+    check_global_batch_size(int(config.batch_size), strategy, micro_batches=slices)
     if config.method in SEMI_SUPERVISED_METHODS:
-        check_global_batch_size(int(config.stage2.batch_size), strategy, halves=True, key="stage2.batch_size")
+        check_global_batch_size(int(config.stage2.batch_size), strategy, halves=True, key="stage2.batch_size",
+                                micro_batches=slices)
     workdir = worker_workdir(workdir, strategy)
     workdir_lock.acquire(workdir)  # a second run on this workdir stops here, at once
     try:

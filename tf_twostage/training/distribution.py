@@ -52,8 +52,9 @@ def worker_workdir(workdir: str, strategy: tf.distribute.Strategy) -> str:
 
 
 def check_global_batch_size(batch_size: int, strategy: tf.distribute.Strategy, halves: bool = False,
-                            key: str = "batch_size") -> None:
-    """The global batch must split evenly over replicas (and, for Stage 2, into labeled/unlabeled halves)."""
+                            key: str = "batch_size", micro_batches: int = 1) -> None:
+    """The global batch must split evenly over replicas (and, for Stage 2, into labeled/unlabeled halves),
+    and each replica's share into `micro_batches` non-empty slices (checked before any training)."""
     replicas = strategy.num_replicas_in_sync
     unit = replicas * (2 if halves else 1)
     if batch_size % unit:
@@ -61,3 +62,6 @@ def check_global_batch_size(batch_size: int, strategy: tf.distribute.Strategy, h
         raise ValueError(
             f"{key} must be a multiple of {what} ({unit} with {replicas} replicas), got {batch_size}"
         )
+    if batch_size // replicas < micro_batches:
+        raise ValueError(f"train.micro_batches={micro_batches} is more than a replica's share of {key}={batch_size} "
+                         f"({batch_size // replicas} with {replicas} replicas): each micro-batch needs an example")
