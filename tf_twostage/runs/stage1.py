@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import os
 
 import keras

@@ -411,15 +411,19 @@ def _lowest_per_class(labels: np.ndarray, score: np.ndarray, counts: np.ndarray,
     so that ties fall as in cleanlab's prune_by_class; "stable": lower position first).
     """
     flagged = np.zeros(len(labels), bool)
-    pool = np.arange(len(labels)) if candidates is None else np.flatnonzero(candidates)
-    members = pool[np.argsort(labels[pool], kind="stable")]  # each class a run, in position order
-    sorted_labels = labels[members]
-    starts = np.searchsorted(sorted_labels, np.arange(len(counts)), side="left")
-    ends = np.searchsorted(sorted_labels, np.arange(len(counts)), side="right")
+    groups = class_groups(labels, len(counts), candidates)
     for c in np.flatnonzero(counts > 0):
-        group = members[starts[c]:ends[c]]
+        group = groups[c]
         flagged[group[np.argsort(score[group], kind=kind)[:counts[c]]]] = True
     return flagged
+
+
+def class_groups(labels: np.ndarray, num_classes: int, candidates=None) -> list:
+    """Per class c, the positions labeled c (among `candidates`, a mask; default all), in position order."""
+    pool = np.arange(len(labels)) if candidates is None else np.flatnonzero(candidates)
+    members = pool[np.argsort(labels[pool], kind="stable")]  # each class a run, in position order
+    bounds = np.searchsorted(labels[members], np.arange(num_classes + 1), side="left")
+    return [members[bounds[c]:bounds[c + 1]] for c in range(num_classes)]
 
 
 def round_preserving_row_totals(matrix: np.ndarray) -> np.ndarray:
@@ -600,10 +604,7 @@ def _prune_by_noise_rate(labels, pred_probs, chunk_size: int, stats: _RowStats) 
     counts = prune_counts(joint)
     num_classes = counts.shape[0]
     flagged = np.zeros(len(labels), bool)
-    members = np.argsort(labels, kind="stable")  # each class a run, in position order
-    bounds = np.searchsorted(labels[members], np.arange(num_classes + 1), side="left")
-    for k in range(num_classes):
-        group = members[bounds[k]:bounds[k + 1]]
+    for k, group in enumerate(class_groups(labels, num_classes)):
         others = np.flatnonzero(counts[:, k] > 0)
         others = others[others != k]
         if len(group) <= 1 or not len(others):
