@@ -3,7 +3,7 @@
 
   nice -n 10 python benchmarks/scale.py [--tree=/tmp/clothing1m_synthetic] [--num_files=10000] \
       [--sizes=10000,100000,1000000] [--batch_size=64] [--image_size=224] [--augment=crop] [--resize_size=256] \
-      [--steps=30] [--repeats=3] \
+      [--steps=100] [--repeats=5] \
       [--ensemble_examples=1000000] [--feed_model=] [--output=benchmarks/results/scale.json] [--dry_run]
 
 The tree is a synthetic release layout (`tf_twostage.data.release_tree`, 256x256 JPEGs) of --num_files
@@ -24,6 +24,9 @@ distinct files, written once if missing; for each size N the lists are rewritten
                                 one (shift: decode to 224, flip + 16 px translation) (Stage 1)
                     stage2_1    `semi_supervised_stream`, one view (temporal ensembling)
                     stage2_2    the same, two views (Pi model; decoded once, augmented twice)
+                  Each timing builds the stream afresh and destroys it after (an idle stream's buffers
+                  refill in the background: with the four streams kept open, 30 steps and 3 rounds, the
+                  same code measured Stage 1 at 0.85-1.15x of bare from run to run).
                   Rounds alternate the order of the streams; per stream the median over rounds of images/s
                   (wall) and of process CPU ms per image. ratio_wall = median within-round ratio to bare;
                   ratio_cpu = CPU per image of bare / of the stream (steadier on a shared machine).
@@ -72,9 +75,9 @@ _AUGMENT = flags.DEFINE_enum("augment", "crop", ["crop", "shift"],
                              "--resize_size, a random --image_size crop + flip per image); shift = decode and resize "
                              "to --image_size, flip + a translation of 16 px per 224.")
 _RESIZE_SIZE = flags.DEFINE_integer("resize_size", 256, "--augment=crop: side the images are decoded (resized) to.")
-_STEPS = flags.DEFINE_integer("steps", 30, "Timed batches per stream and round.")
+_STEPS = flags.DEFINE_integer("steps", 100, "Timed batches per stream and round.")
 _WARMUP = flags.DEFINE_integer("warmup", 8, "Untimed batches before each timing.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds over the streams.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Rounds over the streams.")
 _ENSEMBLE = flags.DEFINE_integer("ensemble_examples", 1_000_000, "Rows of the temporal-ensembling buffer; 0: skip.")
 _FEED_MODEL = flags.DEFINE_string("feed_model", "", "Model trained on the Stage-1 stream (e.g. resnet50); empty: skip.")
 _FEED_STEPS = flags.DEFINE_integer("feed_steps", 20, "Timed training steps per feed measurement.")
@@ -157,16 +160,20 @@ def measure_size(num_entries: int, args: dict) -> dict:
     rss_loaded = rss_bytes()
     entries = sum(len(s) for s in (splits.train, splits.clean, splits.validation, splits.test))
     streams = build_streams(splits, args["image_size"], args["batch_size"], args["augment"])
-    iterators = {name: iter(make()) for name, make in streams.items()}
     batch = args["batch_size"]
     rounds = {name: [] for name in STREAMS}
     rss_peak = rss_bytes()
     for round_index in range(args["repeats"]):
         order = STREAMS if round_index % 2 == 0 else tuple(reversed(STREAMS))
         for name in order:
-            wall, cpu = time_batches(iterators[name], args["warmup"], args["steps"])
+            # A fresh iterator per timing, destroyed after it: an idle iterator's AUTOTUNE map and prefetch
+            # buffers refill in the background and would take CPU from the stream being timed.
+            iterator = iter(streams[name]())
+            wall, cpu = time_batches(iterator, args["warmup"], args["steps"])
             rounds[name].append((wall, cpu))
             rss_peak = max(rss_peak, rss_bytes())
+            del iterator
+            gc.collect()
     images = batch * args["steps"]
     result_streams = {}
     for name in STREAMS:

@@ -117,7 +117,9 @@ def test_ce_run_reports_its_noisy_validation_corrected_and_the_epoch_it_kept(tmp
     validation = json.loads((tmp_path / "results.json").read_text())["validation"]
     assert validation == results["validation"]
     assert validation["source"] == "noisy" and validation["num_examples"] == 400
-    assert "corrected with the transition matrix" in validation["measured"]
+    assert "corrected with the transition matrix estimated by confident learning" in validation["measured"]
+    matrix = np.asarray(validation["transition_matrix"])
+    assert matrix.shape == (10, 10) and np.allclose(matrix.sum(axis=1), 1.0)
     assert 0.0 <= validation["value"] <= 1.0 and validation["noisy_accuracy"] == pytest.approx(
         validation["val_accuracy_at_selected_epoch"], abs=1e-6)
     history = results["history"]["stage1"]["val_accuracy"]

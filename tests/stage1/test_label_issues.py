@@ -228,3 +228,41 @@ def test_module_imports_no_tensorflow():
             "('tensorflow', 'keras', 'tf_twostage')))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[False, False, True] []"
+
+
+def _confident_noisy_set(transition, per_class=100, sure=0.9):
+    """Labels drawn with exact counts from `transition` rows; the model puts `sure` on each true class."""
+    num_classes = len(transition)
+    clean = np.repeat(np.arange(num_classes), per_class)
+    labels = np.concatenate([np.repeat(np.arange(num_classes), np.round(row * per_class).astype(int))
+                             for row in np.asarray(transition)])
+    probs = np.full((len(clean), num_classes), (1 - sure) / (num_classes - 1), np.float32)
+    probs[np.arange(len(clean)), clean] = sure
+    return labels, probs
+
+
+def test_confident_transition_recovers_the_matrix_of_a_confident_model():
+    transition = np.array([[0.7, 0.3, 0.0], [0.0, 0.9, 0.1], [0.2, 0.0, 0.8]])
+    labels, probs = _confident_noisy_set(transition)
+    np.testing.assert_allclose(lib.confident_transition(labels, probs), transition, atol=1e-12)
+    # A flip rate above 0.5 is read as the counts say (the model is confident in the true class).
+    above = np.array([[0.4, 0.6, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    labels, probs = _confident_noisy_set(above)
+    np.testing.assert_allclose(lib.confident_transition(labels, probs), above, atol=1e-12)
+
+
+def test_confident_transition_does_not_read_a_models_hesitation_as_noise():
+    labels, probs = _confident_noisy_set(np.eye(3))
+    probs[::5] = [0.4, 0.3, 0.3]  # unsure on a fifth of the examples (of every class), labels all right
+    estimate = lib.confident_transition(labels, probs)
+    np.testing.assert_allclose(estimate, np.eye(3), atol=1e-12)
+    # The cluster estimate takes the hesitant examples' spread for flips.
+    assert np.min(np.diag(lib.estimate_transition(probs, seed=0))) < 0.99
+
+
+def test_confident_transition_rejects_bad_input_in_one_line():
+    labels, probs = _confident_noisy_set(np.eye(3))
+    with pytest.raises(ValueError, match=r"labels must have one entry per row of pred_probs \(300\), got 299"):
+        lib.confident_transition(labels[:-1], probs)
+    with pytest.raises(ValueError, match=r"labels must be class ids in \[0, 3\)"):
+        lib.confident_transition(np.where(labels == 2, 3, labels), probs)

@@ -46,7 +46,6 @@ from tf_twostage.runs.stage1 import (
     WEIGHTS_FILE,
     load_refined_validation,
     load_selection,
-    load_stage1_predictions,
     select_labels,
     stage1_dir,
     train_stage1,
@@ -94,15 +93,12 @@ def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
     )
     histories["stage1"] = io_utils.read_json(os.path.join(workdir, "stage1", "history.json"))
     return {"classifier": classifier, "stage1": stats, "history": histories,
-            "validation": _stage1_based_report(config, data, classifier, plan, "stage2", workdir)}
+            "validation": _report_after_training(config, data, classifier, plan, "stage2")}
 
 
-def _stage1_based_report(config, data: PreparedData, classifier, plan, stage: str, workdir: str) -> dict:
-    """The validation report of a method that ran Stage 1: its noisy-label model gives the transition
-    matrix that corrects a noisy validation accuracy."""
-    probabilities = load_stage1_predictions(workdir, data)["train_probabilities"]
-    report = validation_report(config, data, classifier, plan, stage, noisy_probabilities=probabilities,
-                               transition_source="estimated (anchor points) from the Stage-1 model")
+def _report_after_training(config, data: PreparedData, classifier, plan, stage: str) -> dict:
+    """The validation report of a method with Stage 2 or Stage 1 behind it (and what fine-tuning did after)."""
+    report = validation_report(config, data, classifier, plan, stage)
     if stage == "stage2" and int(config.stage2.finetune_epochs) > 0:
         report["used_for"] += (f"; then fine-tuned on the clean subset for {config.stage2.finetune_epochs} "
                                "epochs, last epoch kept (the value is the score before fine-tuning)")
@@ -159,7 +155,7 @@ def run_stage1_only(config, data: PreparedData, strategy, workdir: str) -> dict:
                                       positions=kept, validation_positions=plan.positions,
                                       validation_split=plan.split)
     return {"classifier": classifier, "stage1": stats, "history": {"stage1_only": io_utils.history_json(history)},
-            "validation": _stage1_based_report(config, data, classifier, plan, "stage1_only", workdir)}
+            "validation": _report_after_training(config, data, classifier, plan, "stage1_only")}
 
 
 def run_improved_baseline(config, data: PreparedData, strategy, workdir: str) -> dict:
@@ -176,7 +172,7 @@ def run_improved_baseline(config, data: PreparedData, strategy, workdir: str) ->
                                       validation_split=plan.split)
     return {"classifier": classifier, "stage1": stats,
             "history": {"improved_baseline": io_utils.history_json(history)},
-            "validation": _stage1_based_report(config, data, classifier, plan, "improved_baseline", workdir)}
+            "validation": _report_after_training(config, data, classifier, plan, "improved_baseline")}
 
 
 def run_stage2_all_labels(config, data: PreparedData, strategy, workdir: str) -> dict:
@@ -187,7 +183,7 @@ def run_stage2_all_labels(config, data: PreparedData, strategy, workdir: str) ->
                                          weights_path(workdir), validation_split=plan.split,
                                          extra_callbacks=[plan.keeper])
     return {"classifier": classifier, "history": histories,
-            "validation": _stage1_based_report(config, data, classifier, plan, "stage2", workdir)}
+            "validation": _report_after_training(config, data, classifier, plan, "stage2")}
 
 
 METHODS: Dict[str, Callable] = {

@@ -8,9 +8,12 @@ selected and how it was used. The choice (`validation.source`):
 - `noisy`: the held-out noisy validation split (10% of the noisy training set). Its accuracy against the
   noisy labels selects the epoch (under class-conditional noise whose flips stay below the true class's
   share it rises and falls with the clean accuracy); the value reported is that accuracy corrected with a
-  transition matrix estimated from a model trained on all noisy labels
-  (`tf_twostage.baselines.transition.estimated_clean_accuracy`), because the plain noisy accuracy is far
-  below test accuracy under heavy noise (about half of it at symmetric 0.5). The correction also
+  transition matrix (`tf_twostage.baselines.transition.estimated_clean_accuracy`), because the plain noisy
+  accuracy is far below test accuracy under heavy noise (about half of it at symmetric 0.5). The matrix is
+  confident learning's (`tf_twostage.stage1.label_issues.confident_transition`) from the scored model's own
+  predictions on (up to 50,000 of) the training images: on the mnist5k benchmark's finished runs it put the
+  value 2.6 points from test accuracy on average, where the anchor points of earlier versions were 8.7 off
+  (they read a model's hesitations as label noise and reported 100% for a model at 58%). The correction also
   multiplies the sampling error (`standard_error`, bootstrap): on 400 images at symmetric 0.5 about
   +-5.6 points even with the true matrix, so a clean subset, however small, is the better score.
   When the dataset's own validation set is clean (Clothing1M's `clean_val` list: its labels are its clean
@@ -32,18 +35,16 @@ from typing import Optional
 import numpy as np
 
 from tf_twostage.config.base import eval_batch_size
-from tf_twostage.baselines.transition import (
-    estimate_transition_matrix,
-    estimated_accuracy_standard_error,
-    estimated_clean_accuracy,
-)
+from tf_twostage.baselines.transition import estimated_accuracy_standard_error, estimated_clean_accuracy
 from tf_twostage.data.prepare import PreparedData
 from tf_twostage.data.source import ImageSplit
+from tf_twostage.stage1.label_issues import confident_transition
 from tf_twostage.stage1.selection import transition_problem
 from tf_twostage.training.best_epoch import BestEpochKeeper
 from tf_twostage.training.metrics import evaluate_classifier, predict_probabilities
 
 VALIDATION_SOURCES = ("auto", "noisy", "clean", "refined")
+MAX_TRANSITION_EXAMPLES = 50_000  # training images whose predictions estimate the correcting matrix
 
 
 @dataclasses.dataclass
@@ -127,14 +128,25 @@ def plan_validation(config, data: PreparedData, refined_positions=None, anneals:
                           f"{config.data.val_fraction:g}), with their noisy labels", keeper(len(data.validation)))
 
 
+def correcting_transition(config, data: PreparedData, classifier) -> np.ndarray:
+    """T estimated by confident learning from `classifier`'s predictions on the training images (a
+    seeded sample of `MAX_TRANSITION_EXAMPLES` when there are more), against their noisy labels."""
+    train = data.train
+    if len(train) > MAX_TRANSITION_EXAMPLES:
+        positions = np.random.default_rng(int(config.seed)).choice(len(train), MAX_TRANSITION_EXAMPLES, replace=False)
+        train = train.subset(np.sort(positions))
+    probabilities = predict_probabilities(classifier, train, data.preprocessor, eval_batch_size(config))
+    return confident_transition(train.labels, probabilities)
+
+
 def validation_report(config, data: PreparedData, classifier, plan: ValidationPlan, stage: str,
-                      transition=None, transition_source: str = "", noisy_probabilities=None) -> dict:
+                      transition=None, transition_source: str = "") -> dict:
     """`results.json["validation"]` for the stage `plan` scored; `classifier` holds the kept weights.
 
-    With `source=noisy` the value is the noisy accuracy corrected with `transition`, or with the matrix
-    estimated (anchor points) from `noisy_probabilities` (training-set probabilities of a model trained
-    on all noisy labels), or else from `classifier`'s own training-set predictions. A matrix that cannot
-    be inverted leaves the plain noisy accuracy, listed in `fallbacks`.
+    With `source=noisy` the value is the noisy accuracy corrected with `transition` (given when it is
+    known: the true matrix of synthetic noise, `baselines.transition=true`), or else with the matrix
+    `correcting_transition` estimates from `classifier`. A matrix that cannot be inverted leaves the
+    plain noisy accuracy, listed in `fallbacks`.
     """
     keeper = plan.keeper
     report = {
@@ -171,11 +183,9 @@ def validation_report(config, data: PreparedData, classifier, plan: ValidationPl
     else:
         report["noisy_accuracy"] = accuracy
         if transition is None:
-            if noisy_probabilities is None:
-                noisy_probabilities = predict_probabilities(classifier, data.train, data.preprocessor,
-                                                            eval_batch_size(config))
-                transition_source = f"estimated (anchor points) from the {stage} model's training-set predictions"
-            transition = estimate_transition_matrix(noisy_probabilities, float(config.baselines.filter_percentile))
+            transition = correcting_transition(config, data, classifier)
+            transition_source = (f"estimated by confident learning (calibrated confident joint) from the {stage} "
+                                 "model's predictions on the training images")
         problem = transition_problem(transition)
         if problem is None:
             value = estimated_clean_accuracy(predictions, scored.labels, transition)
