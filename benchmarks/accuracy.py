@@ -58,6 +58,10 @@ METHOD_ARGS = {
     "two_stage_temporal_ensembling_noisy_posterior": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.posterior=noisy",
         "--config.stage1.floor_fraction=0.05"],
+    # A second selection round (stage2.rounds=2, tf_twostage.runs.reselection): the Stage-2 model re-selects
+    # the labels (P(label|x) >= 0.7, agreeing) and Stage 2 runs again from the Stage-1 weights.
+    "two_stage_temporal_ensembling_rounds2": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
+                                                          "--config.stage2.rounds=2"],
     # The paper's recipe (configs/paper/mnist.py) on the embedded data: nothing tuned.
     "two_stage_paper": ["--config.data.name=mnist5k"],
     # The paper's recipe with one mnist5k deviation each (README: "Deviations of the mnist5k preset").

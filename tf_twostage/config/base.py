@@ -127,6 +127,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage2.early_stopping_patience = 0  # > 0: stop after this many (sub-)epochs without improvement
     config.stage2.translate_px = 2  # +-px random translation of both passes
     config.stage2.finetune_epochs = 0  # > 0: fine-tune on the clean subset afterwards (Table 4: rows 7, 8 -> 12, 13)
+    # 2: a second selection round (not in the paper; tf_twostage.runs.reselection): after Stage 2, keep the
+    # labels the Stage-2 model predicts with P(label|x) >= reselect_threshold, then run Stage 2 again from
+    # the Stage-1 weights on those labels. 1: the paper's single round. method=two_stage only.
+    config.stage2.rounds = 1
+    config.stage2.reselect_threshold = 0.7
     config.stage2.finetune_learning_rate = 1e-5
 
     # What scores a run while it trains (tf_twostage.runs.validation): auto (the clean subset when the data

@@ -64,6 +64,9 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _check_stage1(config.stage1)
     _check_stage2(config.stage2)
     _check_train(config.train)
+    if config.stage2.rounds == 2 and config.method != "two_stage":
+        raise ValueError(f"stage2.rounds=2 re-selects the labels Stage 1 kept, so it needs method=two_stage; got "
+                         f"method={config.method} (set stage2.rounds=1)")
     for key in ("batch_size", "stage2.batch_size"):  # a micro-batch holds at least one example
         size = config.batch_size if key == "batch_size" else config.stage2.batch_size
         if _is_int(size) and size < config.train.micro_batches:
@@ -168,6 +171,8 @@ def _check_stage2(stage2) -> None:
     _in_range("stage2.ensemble_momentum", stage2.ensemble_momentum, 0.0, 0.999)
     _integer("stage2.translate_px", stage2.translate_px, minimum=0)
     _integer("stage2.finetune_epochs", stage2.finetune_epochs, minimum=0)
+    _one_of("stage2.rounds", stage2.rounds, (1, 2))
+    _in_range("stage2.reselect_threshold", stage2.reselect_threshold, 0.0, 1.0)
     if stage2.dropout is not None:
         _in_range("stage2.dropout", stage2.dropout, 0.0, 0.99)
     _one_of("stage2.consistency_normalization", stage2.consistency_normalization, CONSISTENCY_NORMALIZATIONS)

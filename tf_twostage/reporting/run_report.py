@@ -305,6 +305,13 @@ def write_report(run_dirs: Sequence[str], output_dir: str, image_grids: bool = T
     if quality_lines:
         lines += ["## Stage-1 selection quality (the true training labels evaluate the kept set)", "",
                   *quality_lines, ""]
+    second = [f"- {_cell(run['name'])}: threshold {stats['threshold']:g}, kept {stats['kept_fraction']:.1%} (Stage 1: "
+              f"{stats['first_round_kept_fraction']:.1%}; {stats['added']} added, {stats['removed']} removed)"
+              + (f"; {format_quality(stats['quality'])}" if stats.get("quality") else "")
+              for run in usable for stats in [run["results"].get("stage2_reselection")] if stats]
+    if second:
+        lines += ["## Second selection round (stage2.rounds=2: the Stage-2 model re-selects the labels)", "",
+                  *second, ""]
     lines += ["## Plots", ""]
     for run, stem in zip(usable, _file_stems([run["name"] for run in usable])):
         prefix = f"{stem}_" if several else ""

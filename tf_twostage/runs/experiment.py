@@ -51,6 +51,7 @@ from tf_twostage.runs.stage1 import (
     train_stage1,
     weights_path,
 )
+from tf_twostage.runs.reselection import reselect_labels
 from tf_twostage.runs.stage2 import build_semi_supervised_classifier, train_stage2
 from tf_twostage.runs.validation import plan_validation, resolve_source, validation_report
 from tf_twostage.stage1.selection import check_every_class_kept
@@ -87,12 +88,22 @@ def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
     """`method=two_stage`: Stage 1 (pre-train, select labels), then Stage 2 (semi-supervised)."""
     stats = run_stage1(config, data, strategy, workdir)
     plan = plan_validation(config, data, load_refined_validation(workdir, data), anneals=True)
-    classifier, histories = train_stage2(
-        config, data, load_selection(workdir, data), strategy, workdir, weights_path(workdir),
+    kept, outcome, histories = load_selection(workdir, data), {}, {}
+    if int(config.stage2.rounds) == 2:  # tf_twostage.runs.reselection
+        first, histories = train_stage2(config, data, kept, strategy, workdir, weights_path(workdir),
+                                        validation_positions=plan.positions, validation_split=plan.split,
+                                        stage_name="stage2_round1", finetune=False)
+        kept, outcome["stage2_reselection"] = reselect_labels(config, data, first, kept, workdir)
+        outcome["fallbacks"] = outcome["stage2_reselection"]["fallbacks"]
+        del first
+        release_memory()
+    classifier, last_round = train_stage2(
+        config, data, kept, strategy, workdir, weights_path(workdir),
         validation_positions=plan.positions, validation_split=plan.split, extra_callbacks=[plan.keeper],
     )
+    histories.update(last_round)
     histories["stage1"] = io_utils.read_json(os.path.join(workdir, "stage1", "history.json"))
-    return {"classifier": classifier, "stage1": stats, "history": histories,
+    return {"classifier": classifier, "stage1": stats, "history": histories, **outcome,
             "validation": _report_after_training(config, data, classifier, plan, "stage2")}
 
 
@@ -288,6 +299,7 @@ def _run_locked(config, data: PreparedData, strategy, workdir: str, started: flo
         "test_per_class_accuracy": test_metrics["per_class_accuracy"],
         "test_confusion_matrix": test_metrics["confusion_matrix"],
         "stage1": outcome.get("stage1"),
+        "stage2_reselection": outcome.get("stage2_reselection"),
         "baseline": outcome.get("baseline"),
         # What an option could not do on these data and what ran instead (a warning was logged for each).
         "fallbacks": [*(outcome.get("stage1") or {}).get("fallbacks", []),

@@ -26,7 +26,7 @@ from tf_twostage.utils import io_utils
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.json"
 # Everything a run writes into its workdir (what a restart removes; anything else is left alone).
-RUN_ARTIFACTS = (CONFIG_FILE, MANIFEST_FILE, "results.json", "report.md", "stage1", "final", "export",
+RUN_ARTIFACTS = (CONFIG_FILE, MANIFEST_FILE, "results.json", "report.md", "stage1", "stage2", "final", "export",
                  "logs", "checkpoints", "plots", "evaluation")
 
 

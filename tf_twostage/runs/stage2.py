@@ -145,12 +145,15 @@ def scaled_to_data(config, num_examples: int):
 
 
 def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage1_weights: str,
-                 validation_positions=None, validation_split=None, extra_callbacks=()):
+                 validation_positions=None, validation_split=None, extra_callbacks=(), stage_name: str = "stage2",
+                 finetune: bool = True):
     """Trains the semi-supervised classifier from `stage1_weights`; returns (classifier, history dict).
 
     `kept` is Stage 1's boolean mask over `data.train`; `validation_split` (default: the noisy validation
     split) and `validation_positions` (default: all of it) are the examples `val_accuracy` scores;
-    `extra_callbacks` (e.g. `BestEpochKeeper`) see the trainer's logs.
+    `extra_callbacks` (e.g. `BestEpochKeeper`) see the trainer's logs. `stage_name` names the checkpoint
+    and TensorBoard folders and the history entry (a second round has its own); `finetune=False` skips the
+    clean fine-tuning (`stage2.finetune_epochs`) of a round that is not the last.
     """
     config = scaled_to_data(config, len(data.train))
     stage2 = config.stage2
@@ -183,17 +186,16 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
     if len(validation_split) and (validation_positions is None or len(validation_positions)):
         validation = supervised_dataset(validation_split, data.preprocessor, eval_batch_size(config), training=False,
                                         positions=validation_positions)
-    callbacks = [keras.callbacks.TensorBoard(os.path.join(workdir, "logs", "stage2"),
-                                                                  write_graph=False)]
+    callbacks = [keras.callbacks.TensorBoard(os.path.join(workdir, "logs", stage_name), write_graph=False)]
     if stage2.algorithm == "temporal_ensembling":
         callbacks.append(EnsembleUpdate())
     callbacks += plateau_and_stopping_callbacks(config, validation is not None)
     callbacks += list(extra_callbacks)
     history = resume_fit(trainer, stream, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                         directory=checkpoint_dir(workdir, "stage2"), validation_data=validation,
+                         directory=checkpoint_dir(workdir, stage_name), validation_data=validation,
                          callbacks=callbacks, verbose=fit_verbosity(config.verbose))
-    histories = {"stage2": io_utils.history_json(history)}
-    if int(stage2.finetune_epochs) > 0:
+    histories = {stage_name: io_utils.history_json(history)}
+    if finetune and int(stage2.finetune_epochs) > 0:
         release_memory()  # the semi-supervised trainer's step buffers are done with
         histories["finetune"] = finetune_on_clean(config, data, classifier, strategy, workdir)
     return classifier, histories

@@ -204,6 +204,7 @@ def validation_report(config, data: PreparedData, classifier, plan: ValidationPl
         # For benchmarks only (never used to choose): what keeping the last epoch would have scored.
         kept = classifier.get_weights()
         classifier.set_weights(keeper.last_weights)
-        report["test_accuracy_last_epoch"] = evaluate_classifier(classifier, data.test, data.preprocessor)["accuracy"]
+        report["test_accuracy_last_epoch"] = evaluate_classifier(classifier, data.test, data.preprocessor,
+                                                                 eval_batch_size(config))["accuracy"]
         classifier.set_weights(kept)
     return report

@@ -11,7 +11,8 @@ from tf_twostage.models.inference import inference_function
 
 
 def predict_probabilities(classifier, split: ImageSplit, preprocessor: Preprocessor, batch_size: int = 256):
-    """Class probabilities `[N, C]` for every example of `split`, in order."""
+    """Class probabilities `[N, C]` for every example of `split`, in order, `batch_size` at a time (the runs
+    pass `train.eval_batch_size`, so a prediction's memory is what the config chose; 256 for notebooks)."""
     outputs = []
     predict = inference_function(classifier)
     for batch in evaluation_dataset(split, preprocessor, batch_size):

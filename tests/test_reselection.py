@@ -1,0 +1,64 @@
+"""stage2.rounds=2: the Stage-2 model re-selects the labels and Stage 2 runs again on them."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tf_twostage.config.checks import validate_config
+from tf_twostage.runs.experiment import METHODS, run_experiment
+from tf_twostage.runs.reselection import RESELECTION_FILE
+from tf_twostage.stage1.selection import select_confident_labels
+from tests.conftest import smoke_config
+
+
+def test_the_second_round_rule_keeps_agreeing_labels_above_the_threshold_without_a_floor():
+    probabilities = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [0.9, 0.1], [0.2, 0.8]])
+    labels = np.array([0, 0, 0, 1, 1])
+    kept = select_confident_labels(probabilities, labels, 0.7, 0.0, top_up="agreeing")
+    np.testing.assert_array_equal(kept, [True, False, False, False, True])
+
+
+def test_two_rounds_train_stage2_twice_and_record_the_second_selection(tmp_path):
+    config = smoke_config(**{"method": "two_stage", "stage2.rounds": 2, "stage2.reselect_threshold": 0.5})
+    results = run_experiment(config, str(tmp_path))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    stats = saved["stage2_reselection"]
+    assert stats == json.loads((tmp_path / "stage2" / "reselection_stats.json").read_text())
+    assert set(results["history"]) >= {"stage1", "stage2_round1", "stage2"}
+    arrays = np.load(tmp_path / RESELECTION_FILE)
+    assert arrays["kept"].dtype == bool and arrays["kept"].mean() == pytest.approx(stats["kept_fraction"])
+    assert stats["first_round_kept_fraction"] == pytest.approx(saved["stage1"]["kept_fraction"])
+    assert stats["threshold"] == 0.5 and "precision" in stats["quality"]
+    assert 0.0 <= stats["first_round_test_accuracy"] <= 1.0
+    # Every class Stage 1 kept labels of keeps some (a class the Stage-2 model rejects keeps its Stage-1 labels).
+    first = np.load(tmp_path / "stage1" / "selection.npz")
+    assert set(arrays["kept_label"][arrays["kept"]]) == set(first["kept_label"][first["kept"]])
+    assert os.path.exists(tmp_path / "report.md")
+    assert "Second selection round" in (tmp_path / "report.md").read_text()
+
+
+def test_two_rounds_are_refused_before_training_for_other_methods():
+    with pytest.raises(ValueError, match="stage2.rounds=2 re-selects the labels Stage 1 kept, so it needs "
+                                         "method=two_stage; got method=ce"):
+        validate_config(smoke_config(**{"method": "ce", "stage2.rounds": 2}), tuple(METHODS))
+    with pytest.raises(ValueError, match="stage2.rounds must be one of 1, 2; got 3"):
+        validate_config(smoke_config(**{"method": "two_stage", "stage2.rounds": 3}), tuple(METHODS))
+
+
+def test_every_prediction_of_a_run_uses_the_configured_evaluation_batch_size(tmp_path, monkeypatch):
+    from tf_twostage.training import metrics
+
+    sizes = []
+    original = metrics.evaluation_dataset
+
+    def spy(split, preprocessor, batch_size, *args, **kwargs):
+        sizes.append(batch_size)
+        return original(split, preprocessor, batch_size, *args, **kwargs)
+
+    monkeypatch.setattr(metrics, "evaluation_dataset", spy)
+    run_experiment(smoke_config(**{"method": "two_stage", "stage2.rounds": 2, "train.eval_batch_size": 37}),
+                   str(tmp_path))
+    # Stage-1 predictions, the re-selection, the validation report's matrix, the round-1 and final test scores.
+    assert len(sizes) >= 5 and set(sizes) == {37}
