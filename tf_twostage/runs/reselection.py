@@ -23,6 +23,7 @@ import numpy as np
 
 from tf_twostage.config.base import eval_batch_size
 from tf_twostage.data.prepare import PreparedData
+from tf_twostage.runs.stage1 import fallback_record
 from tf_twostage.stage1.quality import selection_quality
 from tf_twostage.stage1.selection import fill_empty_classes, select_confident_labels, selection_statistics
 from tf_twostage.training.metrics import evaluate_classifier, predict_probabilities
@@ -45,10 +46,10 @@ def reselect_labels(config, data: PreparedData, classifier, first_kept, workdir:
     if filled:
         names = data.dataset.class_names
         classes = ", ".join(f"{c} ({names[c]!r})" for c in filled)
-        fallbacks.append({"stage": "stage2_reselection", "option": "stage2.rounds=2",
-                          "used": f"the Stage-1 labels of classes {classes}",
-                          "reason": f"the Stage-2 model agreed with no label of {len(filled)} of {data.num_classes} "
-                                    f"classes at P >= {threshold:g}"})
+        fallbacks.append(fallback_record(
+            "stage2_reselection", "stage2.rounds=2", f"the Stage-1 labels of classes {classes}",
+            f"the Stage-2 model agreed with no label of {len(filled)} of {data.num_classes} classes at P >= "
+            f"{threshold:g}"))
     clean = data.train.clean_labels if data.train.has_clean_labels else None
     stats = selection_statistics(kept, labels, clean, data.num_classes)
     if clean is not None:  # evaluation only: nothing else reads the true labels
