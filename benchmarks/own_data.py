@@ -162,6 +162,51 @@ def summarize(cells: list) -> list:
     return table
 
 
+PRESET_ROWS = tuple(METHOD_ARGS)
+TWO_STAGE_ROWS = ("two_stage_pi", "two_stage_temporal_ensembling")
+MARGIN_SETTINGS = ("pair", "symmetric")  # two-stage must beat ce by >= 5 points here (issue 13), elsewhere >= 0
+
+
+def acceptance(cells: list) -> dict:
+    """Issue 13's acceptance lines over the finished cells: which hold, with the figures behind them."""
+    done = [c for c in cells if "test_accuracy" in c]
+
+    def mean(method, setting):
+        values = [c["test_accuracy"] * 100 for c in done if c["method"] == method and c["noise"] == setting]
+        return float(np.mean(values)) if values else None
+
+    settings = sorted({c["noise"] for c in cells})
+    per_setting = {}
+    for setting in settings:
+        keras_mean, ce_mean = mean("keras", setting), mean("ce", setting)
+        row = {"keras": keras_mean, "ce": ce_mean}
+        if keras_mean is not None and ce_mean is not None:
+            row["ce_minus_keras"] = ce_mean - keras_mean
+            row["ce_at_least_keras_minus_1"] = ce_mean >= keras_mean - 1
+        needed = 5.0 if setting.split(":")[0] in MARGIN_SETTINGS else 0.0
+        for method in TWO_STAGE_ROWS:
+            two_stage = mean(method, setting)
+            if two_stage is not None and ce_mean is not None:
+                row[f"{method}_minus_ce"] = two_stage - ce_mean
+                row[f"{method}_beats_ce_by_{needed:g}"] = two_stage - ce_mean >= needed
+        per_setting[setting] = row
+    scored = [c for c in done if c["method"] in PRESET_ROWS and c["validation"].get("value") is not None]
+    gaps = [abs(c["validation"]["value"] - c["test_accuracy"]) * 100 for c in scored]
+    drops = [(c["validation"]["test_accuracy_last_epoch"] - c["test_accuracy"]) * 100 for c in scored
+             if c["validation"].get("test_accuracy_last_epoch") is not None]
+    return {
+        "cells": len(cells), "finished": len(done),
+        "crashed": [f"{c['method']} {c['noise']} seed {c['seed']}" for c in cells if "error" in c],
+        "per_setting": per_setting,
+        "validation_gap_mean": float(np.mean(gaps)) if gaps else None,
+        "validation_gap_mean_at_most_3": bool(gaps) and float(np.mean(gaps)) <= 3.0,
+        "last_minus_selected_max": float(max(drops)) if drops else None,
+        "selected_never_0_5_below_last": bool(drops) and max(drops) <= 0.5,
+        "fallbacks": sorted({f"{c['method']} {c['noise']} seed {c['seed']}: {f['option']}" for c in done
+                             for f in c.get("fallbacks", [])}),
+    }
+
+
 def markdown(table: list) -> str:
     lines = ["| method | noise | test accuracy % | validation score % | mean abs gap | last - selected (max) | "
              "seeds | fallbacks |", "|---|---|---|---|---|---|---|---|"]
@@ -190,8 +235,9 @@ def main(argv):
         "dataset": "mnist5k as 32x32 RGB PNG folders (benchmarks/own_data.py)", "preset": "configs/folder.py",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(["python", "benchmarks/own_data.py", *sys.argv[1:]]),
-        "overrides": _OVERRIDES.value, "rows": table, "cells": cells})
+        "overrides": _OVERRIDES.value, "rows": table, "acceptance": acceptance(cells), "cells": cells})
     print(markdown(table))
+    print(json.dumps(acceptance(cells), indent=1))
 
 
 if __name__ == "__main__":

@@ -418,3 +418,16 @@ def test_selection_table_has_the_quality_columns_of_stage1():
     # Rows of an older results file, without the quality keys, still print.
     old = [{key: value for key, value in row.items() if key not in ("precision", "recall", "auc")} for row in rows]
     assert format_selection_table(old).count("| n/a | n/a | n/a |") == 2
+
+
+def test_report_lists_each_runs_validation_score_and_its_warning(report):
+    from tf_twostage.reporting.run_report import format_validation
+
+    _, text, results = report
+    assert "## Validation score" in text
+    for name in ("two_stage_seed0", "ce_seed0"):
+        assert f"- {name}: {format_validation(results[name]['validation'])}" in text
+    line = format_validation({"value": 1.0, "standard_error": 0.2, "source": "noisy", "measured": "corrected",
+                              "kept_epoch": 3, "last_epoch": 5, "warning": "its standard error is 20.0%"})
+    assert line == ("100.0% +- 20.0% (noisy: corrected; kept epoch 3 of 5). Not to be trusted: its standard error "
+                    "is 20.0%")

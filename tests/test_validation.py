@@ -10,6 +10,7 @@ from tf_twostage.baselines.transition import estimated_accuracy_standard_error, 
 from tf_twostage.data.pipelines import supervised_dataset
 from tf_twostage.data.preprocess import Preprocessor
 from tf_twostage.runs.experiment import run_experiment
+from tf_twostage.runs.validation import MAX_STANDARD_ERROR, corrected_value_doubt
 from tf_twostage.training.best_epoch import BestEpochKeeper, best_beats_last
 from tf_twostage.training.resume import resume_fit
 from tests.conftest import make_split
@@ -52,6 +53,28 @@ def test_standard_error_of_the_estimate_is_deterministic_and_shrinks_with_more_e
     small, large = error(400), error(6400)
     assert 0.035 < small < 0.07  # ~2.25 x the noisy accuracy's binomial error at symmetric 0.5
     assert large < small / 3
+
+
+def test_an_over_correcting_matrix_shows_above_100_percent_unclipped_and_is_not_certain():
+    # Predictions that agree with 90% of the noisy labels, corrected as if 20% of them had flipped:
+    # the estimate exceeds 1 (clipped to 1 by default) and its bootstrap error is not zero.
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(0, 2, 400)
+    predictions = np.where(rng.random(400) < 0.9, noisy, 1 - noisy)
+    transition = np.array([[0.8, 0.2], [0.2, 0.8]])
+    unclipped = estimated_clean_accuracy(predictions, noisy, transition, clip=False)
+    assert unclipped == pytest.approx((np.mean(predictions == noisy) - 0.2) / 0.6)
+    assert unclipped > 1.1 and estimated_clean_accuracy(predictions, noisy, transition) == 1.0
+    assert estimated_accuracy_standard_error(predictions, noisy, transition, seed=0) > 0.02
+
+
+def test_a_corrected_score_is_doubted_when_above_100_percent_or_too_uncertain():
+    assert corrected_value_doubt(0.93, 0.03, 400) is None
+    assert corrected_value_doubt(1.04, 0.03, 400) is None  # within two standard errors of 100%
+    assert "came out at 110.0%" in corrected_value_doubt(1.10, 0.03, 400)
+    uncertain = corrected_value_doubt(0.70, MAX_STANDARD_ERROR + 0.01, 400)
+    assert "standard error is 6.0%" in uncertain and "400 noisy validation images" in uncertain
+    assert "data.clean" in uncertain
 
 
 def _fit(keeper, directory, epochs):
@@ -128,6 +151,10 @@ def test_ce_run_reports_its_noisy_validation_corrected_and_the_epoch_it_kept(tmp
     assert validation["kept_epoch"] == (validation["selected_epoch"] if max(history) > history[-1] else 2)
     assert validation["last_epoch"] == 2 and "test_accuracy_last_epoch" in validation
     assert validation["standard_error"] > 0.0  # large here: a two-epoch model gives a poorly estimated matrix
+    assert validation["value"] == pytest.approx(min(max(validation["unclipped_value"], 0.0), 1.0))
+    assert validation["reliable"] == ("warning" not in validation)
+    assert validation["reliable"] == (corrected_value_doubt(validation["unclipped_value"],
+                                                            validation["standard_error"], 400) is None)
 
 
 def test_two_stage_refined_source_scores_the_kept_validation_labels(tmp_path):

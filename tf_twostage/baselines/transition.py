@@ -156,13 +156,13 @@ def corrected_label_statistics(probabilities, noisy_labels, clean_labels, transi
 __all__ = ["check_transition_matrix", "corrected_label_statistics", "estimate_transition_matrix"]
 
 
-def estimated_clean_accuracy(predictions, noisy_labels, transition_matrix) -> float:
+def estimated_clean_accuracy(predictions, noisy_labels, transition_matrix, clip: bool = True) -> float:
     """The accuracy against the (unknown) clean labels, estimated from the noisy ones and T.
 
     Under class-conditional noise the noisy label depends on the image only through its clean class,
     so the joint frequencies of (prediction k, noisy label j) are N = C T, where C[k, y] are those of
     (prediction k, clean class y). Hence C = N T^-1 and the clean accuracy is trace(C), clipped to
-    [0, 1]. Unbiased when T is the true matrix; an estimated T that under-states the flips makes the
+    [0, 1] (`clip=False`: unclipped; a value above 1 says T over-states the flips). Unbiased when T is the true matrix; an estimated T that under-states the flips makes the
     estimate low. T must be invertible (`tf_twostage.stage1.selection.transition_problem` says why not).
 
     Args:
@@ -180,8 +180,8 @@ def estimated_clean_accuracy(predictions, noisy_labels, transition_matrix) -> fl
     joint = np.zeros((num_classes, num_classes), np.float64)
     np.add.at(joint, (predictions, noisy_labels), 1.0)
     joint /= len(predictions)
-    clean = joint @ np.linalg.inv(matrix)
-    return float(np.clip(np.trace(clean), 0.0, 1.0))
+    clean = float(np.trace(joint @ np.linalg.inv(matrix)))
+    return float(np.clip(clean, 0.0, 1.0)) if clip else clean
 
 
 def estimated_accuracy_standard_error(predictions, noisy_labels, transition_matrix, resamples: int = 200,
@@ -190,9 +190,10 @@ def estimated_accuracy_standard_error(predictions, noisy_labels, transition_matr
 
     The correction divides by about 1 - (flip rate) - (flip rate)/(C-1): at symmetric 0.5 on 10 classes it
     multiplies the sampling error of the noisy accuracy by 2.25 (400 examples: about +-5.6 points).
+    The draws are not clipped: clipped at 1, an estimate that over-corrects would look certain.
     """
     predictions, noisy_labels = np.asarray(predictions), np.asarray(noisy_labels)
     rng = np.random.default_rng(seed)
-    draws = [estimated_clean_accuracy(predictions[sample], noisy_labels[sample], transition_matrix)
+    draws = [estimated_clean_accuracy(predictions[sample], noisy_labels[sample], transition_matrix, clip=False)
              for sample in rng.integers(0, len(predictions), size=(int(resamples), len(predictions)))]
     return float(np.std(draws))

@@ -227,6 +227,17 @@ def plot_run(run: Mapping, plots_dir: str, prefix: str = "", image_grids: bool =
 
 # ---- The report --------------------------------------------------------------------------------------
 
+def format_validation(validation: Mapping) -> str:
+    """One line on a run's validation score: value +- standard error, source, kept epoch, any warning."""
+    error = validation.get("standard_error")
+    text = (f"{validation['value']:.1%}" + (f" +- {error:.1%}" if error is not None else "")
+            + f" ({validation.get('source')}: {validation.get('measured')}; kept epoch {validation.get('kept_epoch')}"
+            f" of {validation.get('last_epoch')})")
+    if validation.get("warning"):
+        text += f". Not to be trusted: {validation['warning']}"
+    return text
+
+
 def _cell(text) -> str:
     return str(text).replace("|", "\\|")
 
@@ -312,6 +323,11 @@ def write_report(run_dirs: Sequence[str], output_dir: str, image_grids: bool = T
     if second:
         lines += ["## Second selection round (stage2.rounds=2: the Stage-2 model re-selects the labels)", "",
                   *second, ""]
+    scores = [f"- {_cell(run['name'])}: {format_validation(validation)}" for run in usable
+              for validation in [run["results"].get("validation")] if validation and validation.get("value") is not None]
+    if scores:
+        lines += ["## Validation score (results.json[\"validation\"]: what it measured, and how far to trust it)", "",
+                  *scores, ""]
     lines += ["## Plots", ""]
     for run, stem in zip(usable, _file_stems([run["name"] for run in usable])):
         prefix = f"{stem}_" if several else ""

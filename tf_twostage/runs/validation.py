@@ -16,6 +16,8 @@ selected and how it was used. The choice (`validation.source`):
   (they read a model's hesitations as label noise and reported 100% for a model at 58%). The correction also
   multiplies the sampling error (`standard_error`, bootstrap): on 400 images at symmetric 0.5 about
   +-5.6 points even with the true matrix, so a clean subset, however small, is the better score.
+  A corrected value more uncertain than `MAX_STANDARD_ERROR`, or above 100% by more than two standard
+  errors, is reported with `reliable: false`, a `warning` and a logged warning (`corrected_value_doubt`).
   When the dataset's own validation set is clean (Clothing1M's `clean_val` list: its labels are its clean
   labels), `noisy` scores that set against its clean labels, uncorrected, and reports `source: clean`:
   correcting a clean accuracy as if it were noisy would distort it.
@@ -33,6 +35,7 @@ import dataclasses
 from typing import Optional
 
 import numpy as np
+from absl import logging
 
 from tf_twostage.config.base import eval_batch_size
 from tf_twostage.baselines.transition import estimated_accuracy_standard_error, estimated_clean_accuracy
@@ -139,6 +142,26 @@ def correcting_transition(config, data: PreparedData, classifier) -> np.ndarray:
     return confident_transition(train.labels, probabilities)
 
 
+MAX_STANDARD_ERROR = 0.05  # a corrected score more uncertain than +-5 points is reported with a warning
+
+
+def corrected_value_doubt(unclipped: float, standard_error: float, num_examples: int) -> Optional[str]:
+    """Why a corrected noisy validation accuracy should not be trusted, or None.
+
+    Two signs: a standard error above `MAX_STANDARD_ERROR` (the correction divides by about
+    1 - flip rate - flip rate / (C-1), 9x at symmetric 0.8 on 10 classes: 400 noisy mnist5k images gave
+    +-14 to +-61 points there, and values up to 57 points from test accuracy: 100% for a model at 43%),
+    and an unclipped estimate more than two standard errors above 100% (the matrix over-states the flips).
+    """
+    if unclipped > 1.0 + 2 * standard_error:
+        return (f"the corrected accuracy came out at {unclipped:.1%}, above 100% by more than two standard errors: "
+                "the estimated transition matrix over-states the label noise; score on a clean subset (data.clean)")
+    if standard_error > MAX_STANDARD_ERROR:
+        return (f"its standard error is {standard_error:.1%} (the correction of heavy label noise multiplies the "
+                f"sampling error of the {num_examples} noisy validation images); score on a clean subset (data.clean)")
+    return None
+
+
 def validation_report(config, data: PreparedData, classifier, plan: ValidationPlan, stage: str,
                       transition=None, transition_source: str = "") -> dict:
     """`results.json["validation"]` for the stage `plan` scored; `classifier` holds the kept weights.
@@ -188,12 +211,17 @@ def validation_report(config, data: PreparedData, classifier, plan: ValidationPl
                                  "model's predictions on the training images")
         problem = transition_problem(transition)
         if problem is None:
-            value = estimated_clean_accuracy(predictions, scored.labels, transition)
+            unclipped = estimated_clean_accuracy(predictions, scored.labels, transition, clip=False)
+            error = estimated_accuracy_standard_error(predictions, scored.labels, transition, seed=int(config.seed))
             report.update(measured=("accuracy against the noisy labels, corrected with the transition matrix "
-                                    f"{transition_source}: trace(N T^-1)"), value=value,
-                          standard_error=estimated_accuracy_standard_error(predictions, scored.labels, transition,
-                                                                           seed=int(config.seed)),
+                                    f"{transition_source}: trace(N T^-1)"), value=float(np.clip(unclipped, 0, 1)),
+                          unclipped_value=unclipped, standard_error=error,
                           transition_matrix=np.asarray(transition).tolist())
+            doubt = corrected_value_doubt(unclipped, error, plan.num_examples)
+            report["reliable"] = doubt is None
+            if doubt is not None:
+                report["warning"] = doubt
+                logging.warning("%s: the validation score is not to be trusted: %s", stage, doubt)
         else:
             report.update(measured="accuracy against the noisy labels (uncorrected)", value=accuracy,
                           standard_error=binomial_error)
