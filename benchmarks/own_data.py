@@ -3,7 +3,7 @@
 
   nice -n 10 python benchmarks/own_data.py [--workdir=runs/own_data] [--seeds=0,1,2] \
       [--noise=pair:0.4,symmetric:0.5,instance:0.3] [--methods=keras,ce,improved_baseline,two_stage_pi,...] \
-      [--overrides=--config.stage1.target_steps=500,...]
+      [--overrides=--config.stage1.target_steps=500,...] [--norun]
 
 The images: each digit of the embedded MNIST-5k (28x28 gray) is padded to 32x32, colored with a random
 color and laid on a random two-color gradient background with pixel noise (seeded; the same images for
@@ -21,7 +21,8 @@ Rows: `keras` (the ~10-line Keras CNN a user would write, on the same folders, i
 `improved_baseline`, `two_stage_pi`, `two_stage_temporal_ensembling`, each one `bin/run_experiment.py` run with
 `configs/folder.py`. Per cell: test accuracy, the reported validation score (`results.json["validation"]
 ["value"]`), the selected epoch, the last epoch's test accuracy and any fallbacks. Writes
-benchmarks/results/own_data.json and prints the Markdown table. A cell whose results exist is not rerun.
+benchmarks/results/own_data.json (with issue 13's acceptance lines under "acceptance") and prints the Markdown
+tables. A cell whose results exist is not rerun; `--norun` runs none and summarizes the finished ones.
 Never part of the test suite.
 """
 
@@ -54,6 +55,8 @@ _METHODS = flags.DEFINE_list("methods", ["keras", *METHOD_ARGS], "Rows.")
 _OVERRIDES = flags.DEFINE_list("overrides", [], "Extra --config.KEY=VALUE arguments for every preset run "
                                "(recorded in the JSON), e.g. shorter schedules on a slow machine.")
 _KERAS_EPOCHS = flags.DEFINE_integer("keras_epochs", 20, "Epochs of the plain Keras baseline.")
+_RUN = flags.DEFINE_bool("run", True, "Run the cells that have no results yet; --norun summarizes the finished "
+                         "ones and lists the rest as not run.")
 _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "own_data.json"), "JSON file.")
 
 
@@ -105,6 +108,8 @@ print(model.evaluate(test, verbose=0)[1], history.history["val_accuracy"][-1])
 def run_cell(method: str, root: str, seed: int, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     results_path = os.path.join(workdir, "results.json")
+    if not _RUN.value and not os.path.exists(results_path):
+        return {"not_run": True}
     if method == "keras":
         if os.path.exists(results_path):
             return io_utils.read_json(results_path)
@@ -143,6 +148,8 @@ def summarize(cells: list) -> list:
     table = []
     for (method, setting), group in rows.items():
         ok = [c for c in group if "test_accuracy" in c]
+        if not ok and not any("error" in c for c in group):
+            continue  # not run (--norun)
         tests = np.array([c["test_accuracy"] for c in ok]) * 100
         values = np.array([c["validation"]["value"] for c in ok if c["validation"].get("value") is not None]) * 100
         gaps = [abs(c["validation"]["value"] - c["test_accuracy"]) * 100 for c in ok
@@ -197,6 +204,7 @@ def acceptance(cells: list) -> dict:
     return {
         "cells": len(cells), "finished": len(done),
         "crashed": [f"{c['method']} {c['noise']} seed {c['seed']}" for c in cells if "error" in c],
+        "not_run": [f"{c['method']} {c['noise']} seed {c['seed']}" for c in cells if c.get("not_run")],
         "per_setting": per_setting,
         "validation_gap_mean": float(np.mean(gaps)) if gaps else None,
         "validation_gap_mean_at_most_3": bool(gaps) and float(np.mean(gaps)) <= 3.0,
@@ -214,6 +222,25 @@ def markdown(table: list) -> str:
         lines.append(f"| {row['method']} | {row['noise']} | {row['test_accuracy_mean']} +- {row['test_accuracy_std']} "
                      f"| {row['validation_mean']} | {row['validation_gap_mean']} | {row['last_minus_selected_max']} | "
                      f"{','.join(map(str, row['seeds']))} | {', '.join(row['fallbacks']) or '-'} |")
+    return "\n".join(lines)
+
+
+def pivot_markdown(table: list) -> str:
+    """Methods x noise settings: test accuracy mean (+- std over seeds) / reported validation score."""
+    settings = list(dict.fromkeys(row["noise"] for row in table))
+    methods = list(dict.fromkeys(row["method"] for row in table))
+    cells = {(row["method"], row["noise"]): row for row in table}
+    lines = ["| method | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
+    for method in methods:
+        texts = []
+        for setting in settings:
+            row = cells.get((method, setting))
+            if row is None or row["test_accuracy_mean"] is None:
+                texts.append("n/a")
+                continue
+            spread = f" +- {row['test_accuracy_std']:.1f}" if len(row["seeds"]) > 1 else ""
+            texts.append(f"{row['test_accuracy_mean']:.1f}{spread} / {row['validation_mean']:.1f}")
+        lines.append(f"| {method} | " + " | ".join(texts) + " |")
     return "\n".join(lines)
 
 
@@ -237,6 +264,7 @@ def main(argv):
         "command": shlex.join(["python", "benchmarks/own_data.py", *sys.argv[1:]]),
         "overrides": _OVERRIDES.value, "rows": table, "acceptance": acceptance(cells), "cells": cells})
     print(markdown(table))
+    print(pivot_markdown(table))
     print(json.dumps(acceptance(cells), indent=1))
 
 
