@@ -162,8 +162,9 @@ def estimated_clean_accuracy(predictions, noisy_labels, transition_matrix, clip:
     Under class-conditional noise the noisy label depends on the image only through its clean class,
     so the joint frequencies of (prediction k, noisy label j) are N = C T, where C[k, y] are those of
     (prediction k, clean class y). Hence C = N T^-1 and the clean accuracy is trace(C), clipped to
-    [0, 1] (`clip=False`: unclipped; a value above 1 says T over-states the flips). Unbiased when T is the true matrix; an estimated T that under-states the flips makes the
-    estimate low. T must be invertible (`tf_twostage.stage1.selection.transition_problem` says why not).
+    [0, 1] (`clip=False`: unclipped; a value above 1 says T over-states the flips). Unbiased when T is
+    the true matrix; an estimated T that under-states the flips makes the estimate low. T must be
+    invertible (`tf_twostage.stage1.selection.transition_problem` says why not).
 
     Args:
       predictions: `[N]` predicted classes in `[0, C)`.
