@@ -62,6 +62,11 @@ METHOD_ARGS = {
     # the labels (P(label|x) >= 0.7, agreeing) and Stage 2 runs again from the Stage-1 weights.
     "two_stage_temporal_ensembling_rounds2": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
                                                           "--config.stage2.rounds=2"],
+    # Stage 1 pre-trained with generalized cross-entropy (stage1.loss=gce), one and two selection rounds.
+    "two_stage_temporal_ensembling_gce": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
+                                                      "--config.stage1.loss=gce"],
+    "two_stage_temporal_ensembling_gce_rounds2": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
+                                                             "--config.stage1.loss=gce", "--config.stage2.rounds=2"],
     # The paper's recipe (configs/paper/mnist.py) on the embedded data: nothing tuned.
     "two_stage_paper": ["--config.data.name=mnist5k"],
     # The paper's recipe with one mnist5k deviation each (README: "Deviations of the mnist5k preset").

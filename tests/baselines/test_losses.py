@@ -1,4 +1,5 @@
-"""Forward / backward correction and bootstrapping losses: hand-computed values, fit, MirroredStrategy."""
+"""Forward / backward correction, bootstrapping and generalized cross-entropy: hand-computed values, fit,
+MirroredStrategy."""
 
 import math
 
@@ -10,6 +11,7 @@ import tensorflow as tf
 from tf_twostage.baselines.losses import (
     BackwardCorrectedCrossEntropy,
     ForwardCorrectedCrossEntropy,
+    GeneralizedCrossEntropy,
     HardBootstrapping,
     SoftBootstrapping,
 )
@@ -33,7 +35,7 @@ def _sparse_ce(y_true, y_pred):
 def _all_losses(num_classes=3):
     eye = np.eye(num_classes)
     return [ForwardCorrectedCrossEntropy(eye), BackwardCorrectedCrossEntropy(eye), SoftBootstrapping(),
-            HardBootstrapping()]
+            HardBootstrapping(), GeneralizedCrossEntropy()]
 
 
 # --- values ---------------------------------------------------------------------------------------
@@ -122,6 +124,39 @@ def test_transition_losses_reject_predictions_with_another_class_count():
         ForwardCorrectedCrossEntropy(T2)(LABELS, PROBS)
 
 
+def test_generalized_cross_entropy_on_hand_computed_values():
+    # (1 - p_y^q) / q with p_y = 0.7, 0.6, 0.25, 0.05
+    want = [(1 - p ** 0.5) / 0.5 for p in (0.7, 0.6, 0.25, 0.05)]
+    np.testing.assert_allclose(_per_example(GeneralizedCrossEntropy(0.5), LABELS, PROBS), want, rtol=1e-6)
+
+
+def test_generalized_cross_entropy_spans_cross_entropy_and_mean_absolute_error():
+    np.testing.assert_allclose(_per_example(GeneralizedCrossEntropy(1e-4), LABELS, PROBS),
+                               _sparse_ce(LABELS, PROBS), rtol=1e-3)
+    np.testing.assert_allclose(_per_example(GeneralizedCrossEntropy(1.0), LABELS, PROBS),
+                               [0.3, 0.4, 0.75, 0.95], rtol=1e-6)
+
+
+def _label_gradient(per_example_loss):
+    y_pred = tf.Variable(PROBS)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(per_example_loss(tf.constant(LABELS), y_pred))
+    return tape.gradient(value, y_pred).numpy()[np.arange(len(LABELS)), LABELS]
+
+
+def test_generalized_cross_entropy_pulls_less_on_an_unlikely_label_than_cross_entropy():
+    gce = _label_gradient(GeneralizedCrossEntropy(0.7).call)
+    ce = _label_gradient(lambda y, p: -tf.math.log(tf.gather(p, y[:, None], batch_dims=1)))
+    # GCE's gradient is cross-entropy's times p_y^q: the 0.05 label gets 0.05^0.7 = 12% of its pull
+    np.testing.assert_allclose(gce / ce, PROBS[np.arange(len(LABELS)), LABELS] ** 0.7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("q, message", [(0.0, "in \\(0, 1\\], got 0.0"), (1.5, "got 1.5"), ("x", "number in")])
+def test_generalized_cross_entropy_rejects_q_outside_zero_one(q, message):
+    with pytest.raises(ValueError, match=message):
+        GeneralizedCrossEntropy(q)
+
+
 @pytest.mark.parametrize("loss_class", [SoftBootstrapping, HardBootstrapping])
 @pytest.mark.parametrize("beta, message", [(1.5, "in \\[0, 1\\], got 1.5"), (-0.1, "got -0.1"),
                                            ("x", "number in")])
@@ -131,7 +166,8 @@ def test_bootstrapping_rejects_beta_outside_zero_one(loss_class, beta, message):
 
 
 @pytest.mark.parametrize("loss", [ForwardCorrectedCrossEntropy(T2), BackwardCorrectedCrossEntropy(T2),
-                                  SoftBootstrapping(0.9), HardBootstrapping(0.7)], ids=lambda x: x.name)
+                                  SoftBootstrapping(0.9), HardBootstrapping(0.7), GeneralizedCrossEntropy(0.4)],
+                         ids=lambda x: x.name)
 def test_losses_round_trip_through_keras_serialization(loss):
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert type(restored) is type(loss)
@@ -182,6 +218,7 @@ LOSS_FACTORIES = {
     "backward": lambda: BackwardCorrectedCrossEntropy([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]),
     "soft_bootstrapping": lambda: SoftBootstrapping(0.95),
     "hard_bootstrapping": lambda: HardBootstrapping(0.8),
+    "generalized_cross_entropy": lambda: GeneralizedCrossEntropy(0.7),
 }
 
 

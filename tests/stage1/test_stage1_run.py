@@ -94,6 +94,19 @@ def test_corrected_posterior_selection_uses_the_estimated_transition_matrix(tmp_
     np.testing.assert_array_equal(load_selection(str(tmp_path), data), expected)
 
 
+def test_stage1_pretrains_with_generalized_cross_entropy_when_asked(tmp_path):
+    losses, probabilities = {}, {}
+    for loss in ("cross_entropy", "gce"):
+        config, strategy, data = _stage1(tmp_path / loss, **{"stage1.epochs": 2, "stage1.loss": loss})
+        train_stage1(config, data, strategy, str(tmp_path / loss))
+        losses[loss] = io_utils.read_json(str(tmp_path / loss / "stage1" / "history.json"))["loss"]
+        probabilities[loss] = io_utils.read_npz(str(tmp_path / loss / "stage1" / "predictions.npz"))[
+            "train_probabilities"]
+    assert max(losses["gce"]) <= 1 / 0.7  # (1 - p^q) / q is bounded by 1/q; cross-entropy on 10 classes starts at ~2.3
+    assert min(losses["cross_entropy"]) > max(losses["gce"])
+    assert not np.allclose(probabilities["gce"], probabilities["cross_entropy"])
+
+
 def test_kfold_ranking_predicts_every_training_example_out_of_sample(tmp_path):
     config, strategy, data = _stage1(tmp_path, **{"stage1.ranking": "kfold", "stage1.kfold": 2})
     train_stage1(config, data, strategy, str(tmp_path))

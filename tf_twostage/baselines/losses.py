@@ -1,4 +1,5 @@
-"""Losses of the comparison rows: forward / backward loss correction and soft / hard bootstrapping.
+"""Losses of the comparison rows (forward / backward loss correction, soft / hard bootstrapping) and the
+noise-robust generalized cross-entropy that Stage 1 can pre-train with (`stage1.loss=gce`).
 
 All take sparse integer labels `y_true` [B] (or [B, 1]) and softmax probabilities `y_pred` [B, C] (our
 classifiers end in a softmax, so these are probabilities, not logits). Each is a `keras.losses.Loss` whose
@@ -10,6 +11,9 @@ MirroredStrategy (the mean over the global batch). Probabilities are clipped to 
 - Backward correction (Patrini et al. 2017): `(T^{-1} l)[y]` with `l = -log(y_pred)`, the per-class losses.
 - Bootstrapping (Reed et al. 2015): cross-entropy against a mix of the noisy label and the model's own
   prediction (soft: the probabilities; hard: the one-hot argmax), the prediction taken as a constant.
+- Generalized cross-entropy (Zhang & Sabuncu 2018): `(1 - p_y^q) / q`, cross-entropy as q -> 0 and mean
+  absolute error at q = 1. Its gradient is cross-entropy's times `p_y^q`, so labels the network finds
+  unlikely (most of the wrong ones) pull less, and it memorizes them later.
 
 `T[i, j] = P(noisy = j | clean = i)`; see `tf_twostage.baselines.transition`.
 """
@@ -159,9 +163,36 @@ class HardBootstrapping(_Bootstrapping):
         return tf.one_hot(tf.argmax(y_pred, axis=-1), tf.shape(y_pred)[-1], dtype=y_pred.dtype)
 
 
+def _check_q(q) -> float:
+    try:
+        q = float(q)
+    except (TypeError, ValueError):
+        raise ValueError(f"q must be a number in (0, 1], got {q!r}") from None
+    if not 0.0 < q <= 1.0:  # also rejects NaN
+        raise ValueError(f"q must be in (0, 1], got {q}")
+    return q
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GeneralizedCrossEntropy(keras.losses.Loss):
+    """`(1 - p_y^q) / q`, p = y_pred: between cross-entropy (q -> 0) and mean absolute error (q = 1)."""
+
+    def __init__(self, q=0.7, name="generalized_cross_entropy", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.q = _check_q(q)
+
+    def call(self, y_true, y_pred):
+        labels = _sparse_labels(y_true, y_pred)
+        return (1.0 - tf.pow(_take(_clip(y_pred), labels), self.q)) / self.q
+
+    def get_config(self):
+        return {**super().get_config(), "q": self.q}
+
+
 __all__ = [
     "BackwardCorrectedCrossEntropy",
     "ForwardCorrectedCrossEntropy",
+    "GeneralizedCrossEntropy",
     "HardBootstrapping",
     "MAX_CONDITION_NUMBER",
     "SoftBootstrapping",

@@ -70,6 +70,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.lr_factor = 0.5
     config.stage1.min_lr = 1e-7
     config.stage1.balance_classes = False
+    # The loss of Stage 1's pre-training (not of the `ce` baseline): cross_entropy (the paper) | gce
+    # (generalized cross-entropy, (1 - p^q) / q: it memorizes wrong labels later, so under heavy symmetric
+    # noise the network ranks the labels better; tf_twostage.baselines.losses, README "Harder settings").
+    config.stage1.loss = "cross_entropy"
+    config.stage1.gce_q = 0.7  # loss=gce: q in (0, 1]; Zhang & Sabuncu's value
     # Selection (docs/protocol.md section 3).
     config.stage1.ranking = "best"  # best (best-val weights) | average (last k epochs) | kfold
     config.stage1.average_last = 5  # ranking=average: epochs averaged

@@ -29,6 +29,7 @@ CONSISTENCY_NORMALIZATIONS = ("classes", "paper")  # tf_twostage.runs.stage2
 EPOCH_UNITS = ("all", "labeled")  # tf_twostage.runs.stage2
 INPUT_PREPROCESSING = ("none", "imagenet")  # tf_twostage.models.resnet
 BAD_FILE_POLICIES = ("error", "skip")
+STAGE1_LOSSES = ("cross_entropy", "gce")  # runs.stage1.pretraining_loss
 STAGE1_RULES = ("auto", "confidence", "clean_set", "small_loss", "confident_or_small_loss")  # runs.stage1.RULES
 TRANSITION_SOURCES = ("estimated", "true")  # tf_twostage.runs.baselines.TRANSITION_SOURCES
 VERBOSITY = (0, 1, 2)
@@ -45,6 +46,7 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _one_of("model.name", config.model.name, MODEL_NAMES)
     _one_of("stage1.optimizer", config.stage1.optimizer, OPTIMIZER_NAMES)
     _one_of("stage1.ranking", config.stage1.ranking, RANKINGS)
+    _one_of("stage1.loss", config.stage1.loss, STAGE1_LOSSES)
     _one_of("stage1.rule", config.stage1.rule, STAGE1_RULES)
     _one_of("stage1.top_up", config.stage1.top_up, TOP_UP_POOLS)
     _one_of("stage1.posterior", config.stage1.posterior, POSTERIORS)
@@ -150,6 +152,8 @@ def _check_stage1(stage1) -> None:
     _integer("stage1.average_last", stage1.average_last, minimum=1)
     _integer("stage1.kfold", stage1.kfold, minimum=2)
     _in_range("stage1.threshold", stage1.threshold, 0.0, 1.0)
+    if not _is_number(stage1.gce_q) or not 0.0 < stage1.gce_q <= 1.0:
+        raise ValueError(f"stage1.gce_q must be in (0, 1], got {stage1.gce_q!r}")
     _in_range("stage1.floor_fraction", stage1.floor_fraction, 0.0, 1.0)
     _in_range("stage1.clean_threshold", stage1.clean_threshold, 0.0, 1.0)
     _in_range("stage1.small_loss_probability", stage1.small_loss_probability, 0.0, 1.0)

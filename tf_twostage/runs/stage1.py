@@ -31,6 +31,7 @@ from tf_twostage.training.metrics import predict_probabilities
 from tf_twostage.models import build_classifier
 from tf_twostage.stage1.callback import RANKINGS, PredictionRecorder
 from tf_twostage.runs.pretrain import stage1_epochs, train_cross_entropy
+from tf_twostage.baselines.losses import GeneralizedCrossEntropy
 from tf_twostage.baselines.transition import estimate_transition_matrix
 from tf_twostage.stage1.clusters import estimate_transition_by_clusters
 from tf_twostage.stage1.quality import selection_quality
@@ -96,8 +97,18 @@ def pretrain_with_recorder(config, data: PreparedData, strategy, workdir: str, s
         batch_size=eval_batch_size(config),
     )
     with strategy.scope():
-        history = train_cross_entropy(classifier, data, config, workdir, [recorder], stage_name)
+        history = train_cross_entropy(classifier, data, config, workdir, [recorder], stage_name,
+                                      loss=pretraining_loss(config))
     return classifier, recorder, history
+
+
+def pretraining_loss(config):
+    """The loss `stage1.loss` names: None (cross-entropy) or generalized cross-entropy with `stage1.gce_q`."""
+    if config.stage1.loss == "gce":
+        return GeneralizedCrossEntropy(float(config.stage1.gce_q))
+    if config.stage1.loss != "cross_entropy":
+        raise ValueError(f"stage1.loss must be one of cross_entropy, gce; got {config.stage1.loss!r}")
+    return None
 
 
 def kfold_probabilities(config, data: PreparedData, strategy, workdir: str) -> np.ndarray:
