@@ -67,6 +67,11 @@ METHOD_ARGS = {
                                                       "--config.stage1.loss=gce"],
     "two_stage_temporal_ensembling_gce_rounds2": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
                                                              "--config.stage1.loss=gce", "--config.stage2.rounds=2"],
+    # ... ranking with the GCE network's own posterior (the paper's, stage1.posterior=noisy) instead of the
+    # clusters-corrected one: for symmetric noise only (flips above 0.5 need the correction).
+    "two_stage_temporal_ensembling_gce_noisy_rounds2": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage2.rounds=2",
+        "--config.stage1.posterior=noisy"],
     # The paper's recipe (configs/paper/mnist.py) on the embedded data: nothing tuned.
     "two_stage_paper": ["--config.data.name=mnist5k"],
     # The paper's recipe with one mnist5k deviation each (README: "Deviations of the mnist5k preset").

@@ -36,6 +36,7 @@ from tf_twostage.runs.stage1 import CONFIDENCE_RULES, apply_rule, estimate_trans
 from tf_twostage.stage1.quality import selection_quality  # noqa: E402
 from tf_twostage.stage1.selection import corrected_posteriors  # noqa: E402
 from tf_twostage.utils import io_utils  # noqa: E402
+from float_variants import VARIANTS, variant_command  # noqa: E402  (benchmarks/)
 
 # Each rule: the config overrides that select with it (on top of configs/mnist5k.py as the cell ran it).
 RULES = {
@@ -54,7 +55,6 @@ RULES = {
                                "stage1.transition": "clusters", "stage1.floor_fraction": 0.05,
                                "stage1.small_loss_probability": 0.5},
 }
-VARIANTS = ("default", "onednn_off", "deterministic")
 SETTINGS = ["none:0", "symmetric:0.2", "asymmetric:0.2", "asymmetric:0.6", "symmetric:0.5", "symmetric:0.8"]
 
 _WORKDIR = flags.DEFINE_string("workdir", os.path.join(ROOT, "runs", "selection"), "Folder of the Stage-1 cells.")
@@ -66,10 +66,6 @@ _RULES = flags.DEFINE_list("rules", list(RULES), f"Rules, of: {', '.join(RULES)}
 _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "selection.json"),
                               "Results JSON.")
 _TRAIN = flags.DEFINE_bool("train", True, "Run Stage 1 for cells without predictions (else skip them).")
-
-_DETERMINISTIC = ("import runpy, sys, tensorflow as tf; tf.config.experimental.enable_op_determinism(); "
-                  "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
-
 
 def cell_dir(variant, kind, rate, seed):
     name = f"{kind}{rate}_s{seed}"
@@ -85,10 +81,7 @@ def train_cell(variant, kind, rate, seed, workdir):
     command = [os.path.join(ROOT, "bin", "train_stage1.py"), f"--config={_CONFIG.value}", f"--workdir={workdir}",
                f"--config.noise.type={kind}", f"--config.noise.rate={rate}", f"--config.seed={seed}",
                "--config.verbose=0"]
-    env = dict(os.environ)
-    if variant == "onednn_off":
-        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
-    command = [sys.executable] + (["-c", _DETERMINISTIC, *command] if variant == "deterministic" else command)
+    command, env = variant_command(variant, command)
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         print(f"{workdir}: bin/train_stage1.py failed:\n{done.stderr[-2000:]}", file=sys.stderr)
