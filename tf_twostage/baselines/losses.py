@@ -32,14 +32,16 @@ MAX_CONDITION_NUMBER = 1e6
 _PACKAGE = "tf_twostage"
 
 
-def _check_beta(beta) -> float:
+def _check_fraction(name: str, value, include_zero: bool) -> float:
+    """`value` as a float in [0, 1] (or (0, 1] without `include_zero`); a ValueError naming `name` otherwise."""
+    allowed = "[0, 1]" if include_zero else "(0, 1]"
     try:
-        beta = float(beta)
+        value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"beta must be a number in [0, 1], got {beta!r}") from None
-    if not 0.0 <= beta <= 1.0:  # also rejects NaN
-        raise ValueError(f"beta must be in [0, 1], got {beta}")
-    return beta
+        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}") from None
+    if not (0.0 <= value if include_zero else 0.0 < value) or not value <= 1.0:  # also rejects NaN
+        raise ValueError(f"{name} must be in {allowed}, got {value}")
+    return value
 
 
 def _sparse_labels(y_true, y_pred, num_classes=None):
@@ -125,7 +127,7 @@ class BackwardCorrectedCrossEntropy(_TransitionLoss):
 class _Bootstrapping(keras.losses.Loss):
     def __init__(self, beta, name, reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.beta = _check_beta(beta)
+        self.beta = _check_fraction("beta", beta, include_zero=True)
 
     def _prediction_target(self, y_pred):
         raise NotImplementedError
@@ -163,23 +165,13 @@ class HardBootstrapping(_Bootstrapping):
         return tf.one_hot(tf.argmax(y_pred, axis=-1), tf.shape(y_pred)[-1], dtype=y_pred.dtype)
 
 
-def _check_q(q) -> float:
-    try:
-        q = float(q)
-    except (TypeError, ValueError):
-        raise ValueError(f"q must be a number in (0, 1], got {q!r}") from None
-    if not 0.0 < q <= 1.0:  # also rejects NaN
-        raise ValueError(f"q must be in (0, 1], got {q}")
-    return q
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class GeneralizedCrossEntropy(keras.losses.Loss):
     """`(1 - p_y^q) / q`, p = y_pred: between cross-entropy (q -> 0) and mean absolute error (q = 1)."""
 
     def __init__(self, q=0.7, name="generalized_cross_entropy", reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.q = _check_q(q)
+        self.q = _check_fraction("q", q, include_zero=False)
 
     def call(self, y_true, y_pred):
         labels = _sparse_labels(y_true, y_pred)
