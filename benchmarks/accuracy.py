@@ -62,6 +62,11 @@ METHOD_ARGS = {
     # the labels (P(label|x) >= 0.7, agreeing) and Stage 2 runs again from the Stage-1 weights.
     "two_stage_temporal_ensembling_rounds2": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
                                                           "--config.stage2.rounds=2"],
+    # ... topped up per class to Stage 1's count with the labels the model predicts most confidently
+    # (stage2.reselect_keep=at_least_first): the second round never shrinks a class.
+    "two_stage_temporal_ensembling_rounds2_atleast": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage2.rounds=2",
+        "--config.stage2.reselect_keep=at_least_first"],
     # Stage 1 pre-trained with generalized cross-entropy (stage1.loss=gce), one and two selection rounds.
     "two_stage_temporal_ensembling_gce": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
                                                       "--config.stage1.loss=gce"],

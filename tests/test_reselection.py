@@ -8,8 +8,8 @@ import pytest
 
 from tf_twostage.config.checks import validate_config
 from tf_twostage.runs.experiment import METHODS, run_experiment
-from tf_twostage.runs.reselection import RESELECTION_FILE
-from tf_twostage.stage1.selection import select_confident_labels
+from tf_twostage.runs.reselection import RESELECTION_FILE, ROUND1_PREDICTIONS_FILE
+from tf_twostage.stage1.selection import reselect_labels_second_round, select_confident_labels
 from tests.conftest import smoke_config
 
 
@@ -18,6 +18,58 @@ def test_the_second_round_rule_keeps_agreeing_labels_above_the_threshold_without
     labels = np.array([0, 0, 0, 1, 1])
     kept = select_confident_labels(probabilities, labels, 0.7, 0.0, top_up="agreeing")
     np.testing.assert_array_equal(kept, [True, False, False, False, True])
+
+
+def test_the_second_round_can_keep_at_least_as_many_labels_per_class_as_stage1():
+    probabilities = np.array([[0.8, 0.2], [0.6, 0.4], [0.55, 0.45], [0.3, 0.7], [0.9, 0.1], [0.45, 0.55],
+                              [0.4, 0.6], [0.1, 0.9]])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    first = np.array([False, True, True, True, True, True, False, False])
+    # Threshold alone: rows 0 and 7. Class 0: Stage 1 kept 3, the threshold 1, so the two most confident
+    # agreeing labels are added (rows 1, 2; row 3 is predicted 1, never kept). Class 1: Stage 1 kept 2,
+    # the threshold 1: row 6 (0.6) is added before row 5 (0.55), whether Stage 1 kept it or not; row 4 is
+    # predicted 0.
+    np.testing.assert_array_equal(reselect_labels_second_round(probabilities, labels, first, 0.7),
+                                  [True, False, False, False, False, False, False, True])
+    np.testing.assert_array_equal(
+        reselect_labels_second_round(probabilities, labels, first, 0.7, keep="at_least_first"),
+        [True, True, True, False, False, False, True, True])
+    # Where the threshold already keeps more than Stage 1 did, nothing is added.
+    none_first = np.zeros(8, bool)
+    np.testing.assert_array_equal(
+        reselect_labels_second_round(probabilities, labels, none_first, 0.7, keep="at_least_first"),
+        reselect_labels_second_round(probabilities, labels, none_first, 0.7))
+
+
+def test_the_second_round_rule_refuses_an_unknown_keep_and_a_mask_of_another_length():
+    probabilities, labels = np.eye(2)[[0, 1, 1]], np.array([0, 1, 1])
+    with pytest.raises(ValueError, match="keep must be one of threshold, at_least_first; got 'union'"):
+        reselect_labels_second_round(probabilities, labels, np.ones(3, bool), keep="union")
+    with pytest.raises(ValueError, match=r"first_kept must be a boolean array of shape \(3,\), got \(2,\) bool"):
+        reselect_labels_second_round(probabilities, labels, np.ones(2, bool))
+
+
+def test_a_second_round_that_keeps_at_least_stage1s_count_never_shrinks_a_class(tmp_path):
+    config = smoke_config(**{"method": "two_stage", "stage2.rounds": 2, "stage2.reselect_keep": "at_least_first"})
+    run_experiment(config, str(tmp_path))
+    stats = json.loads((tmp_path / "results.json").read_text())["stage2_reselection"]
+    assert stats["keep"] == "at_least_first"
+    assert "at least Stage 1's count per class" in (tmp_path / "report.md").read_text()
+    predictions = np.load(tmp_path / ROUND1_PREDICTIONS_FILE)["probabilities"]
+    first = np.load(tmp_path / "stage1" / "selection.npz")
+    second = np.load(tmp_path / RESELECTION_FILE)
+    predicted = np.argmax(predictions, axis=1)
+    for c in np.unique(first["kept_label"][first["kept"]]):
+        # At least as many as Stage 1 kept, or every label of the class the model predicts is kept
+        # (among them the Stage-1 labels it still predicts).
+        still_predicted = (first["kept_label"] == c) & (predicted == c)
+        assert np.count_nonzero(second["kept_label"] == c) >= min(np.count_nonzero(first["kept_label"] == c),
+                                                                  np.count_nonzero(still_predicted))
+    # Every label the second round keeps is one the first round's model predicts, except in a class the
+    # model predicts no label of (it keeps its Stage-1 labels: the fallback).
+    for c in np.unique(second["kept_label"][second["kept"]]):
+        in_class = second["kept_label"] == c
+        assert np.all(predicted[in_class] == c) or np.array_equal(in_class, first["kept_label"] == c)
 
 
 def test_two_rounds_train_stage2_twice_and_record_the_second_selection(tmp_path):
@@ -45,6 +97,8 @@ def test_two_rounds_are_refused_before_training_for_other_methods():
         validate_config(smoke_config(**{"method": "ce", "stage2.rounds": 2}), tuple(METHODS))
     with pytest.raises(ValueError, match="stage2.rounds must be one of 1, 2; got 3"):
         validate_config(smoke_config(**{"method": "two_stage", "stage2.rounds": 3}), tuple(METHODS))
+    with pytest.raises(ValueError, match="stage2.reselect_keep must be one of threshold, at_least_first; got 'all'"):
+        validate_config(smoke_config(**{"method": "two_stage", "stage2.reselect_keep": "all"}), tuple(METHODS))
 
 
 def test_every_prediction_of_a_run_uses_the_configured_evaluation_batch_size(tmp_path, monkeypatch):

@@ -137,6 +137,10 @@ def base_config() -> ml_collections.ConfigDict:
     # the Stage-1 weights on those labels. 1: the paper's single round. method=two_stage only.
     config.stage2.rounds = 1
     config.stage2.reselect_threshold = 0.7
+    # Which labels the second round keeps (tf_twostage.stage1.selection.reselect_labels_second_round):
+    # threshold (the Stage-2 model predicts the label with P >= reselect_threshold) | at_least_first (then
+    # the labels it predicts most confidently, per class, up to as many as Stage 1 kept in the class).
+    config.stage2.reselect_keep = "threshold"
     config.stage2.finetune_learning_rate = 1e-5
 
     # What scores a run while it trains (tf_twostage.runs.validation): auto (the clean subset when the data

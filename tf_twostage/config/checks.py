@@ -20,7 +20,7 @@ from tf_twostage.stage1.selection import POSTERIORS
 from tf_twostage.training.optimizers import OPTIMIZER_NAMES
 from tf_twostage.training.precision import DTYPE_POLICIES
 from tf_twostage.training.best_epoch import KEEP_CHOICES
-from tf_twostage.stage1.selection import TOP_UP_POOLS
+from tf_twostage.stage1.selection import RESELECT_KEEP, TOP_UP_POOLS
 from tf_twostage.stage1.clusters import TRANSITION_ESTIMATES
 from tf_twostage.stage1.label_issues import RULES as LABEL_ISSUE_RULES
 
@@ -177,6 +177,7 @@ def _check_stage2(stage2) -> None:
     _integer("stage2.finetune_epochs", stage2.finetune_epochs, minimum=0)
     _one_of("stage2.rounds", stage2.rounds, (1, 2))
     _in_range("stage2.reselect_threshold", stage2.reselect_threshold, 0.0, 1.0)
+    _one_of("stage2.reselect_keep", stage2.reselect_keep, RESELECT_KEEP)
     if stage2.dropout is not None:
         _in_range("stage2.dropout", stage2.dropout, 0.0, 0.99)
     _one_of("stage2.consistency_normalization", stage2.consistency_normalization, CONSISTENCY_NORMALIZATIONS)

@@ -316,7 +316,9 @@ def write_report(run_dirs: Sequence[str], output_dir: str, image_grids: bool = T
     if quality_lines:
         lines += ["## Stage-1 selection quality (the true training labels evaluate the kept set)", "",
                   *quality_lines, ""]
-    second = [f"- {_cell(run['name'])}: threshold {stats['threshold']:g}, kept {stats['kept_fraction']:.1%} (Stage 1: "
+    second = [f"- {_cell(run['name'])}: threshold {stats['threshold']:g}"
+              + (", at least Stage 1's count per class" if stats.get("keep") == "at_least_first" else "")
+              + f", kept {stats['kept_fraction']:.1%} (Stage 1: "
               f"{stats['first_round_kept_fraction']:.1%}; {stats['added']} added, {stats['removed']} removed)"
               + (f"; {format_quality(stats['quality'])}" if stats.get("quality") else "")
               for run in usable for stats in [run["results"].get("stage2_reselection")] if stats]

@@ -7,10 +7,13 @@ training set at 99.89% precision at symmetric 0.2 where Stage 1 kept 58.6% at 99
 95.7), and 70.2% at 99.67% at asymmetric 0.6 (Stage 1: 68.4% at 99.49%; accuracy unchanged); without noise
 it dropped labels Stage 1 had kept (94.3% -> 91.3%, accuracy 96.1 -> 95.6), so no preset turns it on.
 
-The rule is the confidence rule without a floor (`select_confident_labels(..., floor_fraction=0,
-top_up="agreeing")`): a label is kept when the prediction is that label with P >= `stage2.reselect_threshold`.
+The rule (`tf_twostage.stage1.selection.reselect_labels_second_round`) is the confidence rule without a
+floor: a label is kept when the prediction is that label with P >= `stage2.reselect_threshold`; with
+`stage2.reselect_keep=at_least_first` each class is then topped up, with the labels the model predicts most
+confidently, to as many as Stage 1 kept in it (without noise the threshold alone dropped correct labels).
 A class it leaves without any label keeps its Stage-1 labels (listed in `fallbacks`). The mask is written to
-`stage2/reselection.npz` (`index`, `kept`, `kept_label`), its statistics (and, when clean labels are known,
+`stage2/reselection.npz` (`index`, `kept`, `kept_label`), the first round's P(c|x) over the training images
+to `stage2/round1_predictions.npz` (`index`, `probabilities`), its statistics (and, when clean labels are known,
 its quality) go to `results.json["stage2_reselection"]`, with the first round's own test accuracy
 (`first_round_test_accuracy`: what one round would have scored, for benchmarks; nothing reads it).
 """
@@ -25,12 +28,13 @@ from tf_twostage.config.base import eval_batch_size
 from tf_twostage.data.prepare import PreparedData
 from tf_twostage.runs.stage1 import fallback_record
 from tf_twostage.stage1.quality import selection_quality
-from tf_twostage.stage1.selection import fill_empty_classes, select_confident_labels, selection_statistics
+from tf_twostage.stage1.selection import fill_empty_classes, reselect_labels_second_round, selection_statistics
 from tf_twostage.training.metrics import evaluate_classifier, predict_probabilities
 from tf_twostage.utils import io_utils
 from tf_twostage.utils.artifacts import write_kept
 
 RESELECTION_FILE = os.path.join("stage2", "reselection.npz")
+ROUND1_PREDICTIONS_FILE = os.path.join("stage2", "round1_predictions.npz")  # the first round model's P(c|x)
 
 
 def reselect_labels(config, data: PreparedData, classifier, first_kept, workdir: str) -> tuple:
@@ -39,8 +43,9 @@ def reselect_labels(config, data: PreparedData, classifier, first_kept, workdir:
     threshold = float(config.stage2.reselect_threshold)
     labels = data.train.labels
     probabilities = predict_probabilities(classifier, data.train, data.preprocessor, eval_batch_size(config))
-    selected = select_confident_labels(probabilities, labels, threshold, 0.0, top_up="agreeing")
     first_kept = np.asarray(first_kept, bool)
+    selected = reselect_labels_second_round(probabilities, labels, first_kept, threshold,
+                                            keep=str(config.stage2.reselect_keep))
     kept, filled = fill_empty_classes(selected, first_kept, labels, data.num_classes)
     fallbacks = []
     if filled:
@@ -55,12 +60,14 @@ def reselect_labels(config, data: PreparedData, classifier, first_kept, workdir:
     if clean is not None:  # evaluation only: nothing else reads the true labels
         stats["quality"] = selection_quality(kept, labels, clean, data.num_classes,
                                              probabilities[np.arange(len(labels)), labels])
-    stats.update(threshold=threshold, first_round_kept_fraction=float(first_kept.mean()),
+    stats.update(threshold=threshold, keep=str(config.stage2.reselect_keep), first_round_kept_fraction=float(first_kept.mean()),
                  added=int(np.sum(kept & ~first_kept)), removed=int(np.sum(first_kept & ~kept)), fallbacks=fallbacks)
     if data.test is not None and len(data.test):  # for benchmarks only (never used to choose): round 1 alone
         stats["first_round_test_accuracy"] = evaluate_classifier(classifier, data.test, data.preprocessor,
                                                                  eval_batch_size(config))["accuracy"]
     os.makedirs(os.path.join(workdir, "stage2"), exist_ok=True)
     write_kept(os.path.join(workdir, RESELECTION_FILE), data.train, kept)
+    io_utils.write_npz(os.path.join(workdir, ROUND1_PREDICTIONS_FILE), index=data.train.index,
+                       probabilities=probabilities.astype(np.float32))
     io_utils.write_json(os.path.join(workdir, "stage2", "reselection_stats.json"), stats)
     return kept, stats

@@ -2,6 +2,8 @@
 
 - `select_confident_labels`: the rule without a clean set (the network agrees with the noisy label and is
   confident, with a per-class floor).
+- `reselect_labels_second_round`: the second round's rule (`stage2.rounds=2`): the Stage-2 model's
+  confident agreement, optionally with the Stage-1 labels it still predicts.
 - `select_with_clean_classifiers`: the rule with a clean set (a one-vs-rest classifier per class screens the
   examples labeled with that class).
 - `selection_statistics`: the numbers of the paper's Table 2, overall and per class.
@@ -114,6 +116,40 @@ def select_confident_labels(probabilities, noisy_labels, threshold: float = 0.9,
             # Stable sort of ascending positions: ties keep the lower position first.
             ranked = pool[np.argsort(-probabilities[pool, c], kind="stable")]
             kept[ranked[:missing]] = True
+    return kept
+
+
+RESELECT_KEEP = ("threshold", "at_least_first")
+
+
+def reselect_labels_second_round(probabilities, noisy_labels, first_kept, threshold: float = 0.7,
+                                 keep: str = "threshold") -> np.ndarray:
+    """The second round's rule: which labels the Stage-2 model (`probabilities`) keeps.
+
+    `keep="threshold"`: a label is kept when the prediction (argmax) is that label with P >= `threshold`
+    (the confidence rule without a floor). `keep="at_least_first"`: then, per class, as many more of the
+    labels the model predicts (by P(label|x), highest first; equal values: lower position first) as it
+    takes to keep at least as many labels as Stage 1 kept in that class (`first_kept`), so a round never
+    shrinks a class; a label the Stage-2 model contradicts is never kept.
+
+    Returns a boolean `[N]` mask.
+    """
+    if keep not in RESELECT_KEEP:
+        raise ValueError(f"keep must be one of {', '.join(RESELECT_KEEP)}; got {keep!r}")
+    kept = select_confident_labels(probabilities, noisy_labels, threshold, 0.0, top_up="agreeing")
+    first_kept = np.asarray(first_kept)
+    if first_kept.shape != kept.shape or first_kept.dtype != np.bool_:
+        raise ValueError(f"first_kept must be a boolean array of shape {kept.shape}, got "
+                         f"{first_kept.shape} {first_kept.dtype}")
+    if keep == "at_least_first":
+        probabilities, noisy_labels = np.asarray(probabilities), np.asarray(noisy_labels)
+        agrees = np.argmax(probabilities, axis=1) == noisy_labels
+        for c in np.unique(noisy_labels):
+            labeled = noisy_labels == c
+            missing = int(np.count_nonzero(first_kept & labeled)) - int(np.count_nonzero(kept & labeled))
+            if missing > 0:
+                pool = np.flatnonzero(labeled & agrees & ~kept)
+                kept[pool[np.argsort(-probabilities[pool, c], kind="stable")[:missing]]] = True
     return kept
 
 
