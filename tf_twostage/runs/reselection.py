@@ -62,7 +62,8 @@ def reselect_labels(config, data: PreparedData, classifier, first_kept, workdir:
     if clean is not None:  # evaluation only: nothing else reads the true labels
         stats["quality"] = selection_quality(kept, labels, clean, data.num_classes,
                                              probabilities[np.arange(len(labels)), labels])
-    stats.update(threshold=threshold, keep=str(config.stage2.reselect_keep), first_round_kept_fraction=float(first_kept.mean()),
+    stats.update(threshold=threshold, keep=str(config.stage2.reselect_keep),
+                 first_round_kept_fraction=float(first_kept.mean()),
                  added=int(np.sum(kept & ~first_kept)), removed=int(np.sum(first_kept & ~kept)), fallbacks=fallbacks)
     if data.test is not None and len(data.test):  # for benchmarks only (never used to choose): round 1 alone
         stats["first_round_test_accuracy"] = evaluate_classifier(classifier, data.test, data.preprocessor,

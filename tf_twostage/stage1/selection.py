@@ -3,7 +3,7 @@
 - `select_confident_labels`: the rule without a clean set (the network agrees with the noisy label and is
   confident, with a per-class floor).
 - `reselect_labels_second_round`: the second round's rule (`stage2.rounds=2`): the Stage-2 model's
-  confident agreement, optionally with the Stage-1 labels it still predicts.
+  confident agreement, optionally topped up per class to Stage 1's count.
 - `select_with_clean_classifiers`: the rule with a clean set (a one-vs-rest classifier per class screens the
   examples labeled with that class).
 - `selection_statistics`: the numbers of the paper's Table 2, overall and per class.
@@ -111,12 +111,16 @@ def select_confident_labels(probabilities, noisy_labels, threshold: float = 0.9,
         agrees = predictions[labeled] == c
         kept[labeled[agrees & (probabilities[labeled, c] >= threshold)]] = True
         missing = _floor_count(floor_fraction, len(labeled)) - int(np.count_nonzero(kept[labeled]))
-        if missing > 0:
-            pool = labeled[~kept[labeled] & (agrees if top_up == "agreeing" else True)]
-            # Stable sort of ascending positions: ties keep the lower position first.
-            ranked = pool[np.argsort(-probabilities[pool, c], kind="stable")]
-            kept[ranked[:missing]] = True
+        _keep_most_confident(kept, labeled[~kept[labeled] & (agrees if top_up == "agreeing" else True)],
+                             probabilities[:, c], missing)
     return kept
+
+
+def _keep_most_confident(kept: np.ndarray, pool: np.ndarray, scores: np.ndarray, count: int) -> None:
+    """Sets `kept` (in place) for the `count` positions of `pool` with the highest `scores` (none if
+    `count` <= 0). Stable sort of ascending positions: ties keep the lower position first."""
+    if count > 0:
+        kept[pool[np.argsort(-scores[pool], kind="stable")[:count]]] = True
 
 
 RESELECT_KEEP = ("threshold", "at_least_first")
@@ -147,9 +151,7 @@ def reselect_labels_second_round(probabilities, noisy_labels, first_kept, thresh
         for c in np.unique(noisy_labels):
             labeled = noisy_labels == c
             missing = int(np.count_nonzero(first_kept & labeled)) - int(np.count_nonzero(kept & labeled))
-            if missing > 0:
-                pool = np.flatnonzero(labeled & agrees & ~kept)
-                kept[pool[np.argsort(-probabilities[pool, c], kind="stable")[:missing]]] = True
+            _keep_most_confident(kept, np.flatnonzero(labeled & agrees & ~kept), probabilities[:, c], missing)
     return kept
 
 
