@@ -3,13 +3,16 @@
 
   nice -n 10 python benchmarks/own_data.py [--workdir=runs/own_data] [--seeds=0,1,2] \
       [--noise=pair:0.4,symmetric:0.5,instance:0.3] [--methods=keras,ce,improved_baseline,two_stage_pi,...] \
-      [--overrides=--config.stage1.target_steps=500,...] [--norun]
+      [--overrides=--config.stage1.target_steps=500,...] [--clean_per_class=20] [--norun]
 
 The images: each digit of the embedded MNIST-5k (28x28 gray) is padded to 32x32, colored with a random
 color and laid on a random two-color gradient background with pixel noise (seeded; the same images for
 every cell). The test folder is mnist5k's fixed clean test split (100 per class); the training folder holds
 the other 4,000 images under their *noisy* labels, as a user's web-crawled folder would (the runs use
-`noise.type=none`: the noise is in the folder). Noise settings, none of which any preset was tuned on:
+`noise.type=none`: the noise is in the folder). With `--clean_per_class=N`, N training images of each class
+(seeded) leave the noisy folder for a `clean/` folder under their true labels, the runs get
+`--config.data.clean=clean` (the preset then scores on it and screens with the clean-set rule), and data and
+runs go to `*_cleanN` folders. Noise settings, none of which any preset was tuned on:
 
 - `pair:P`: pair flips 0->6, 1->7, 4->9, 8->3, 9->4 (not the paper's 2->7, 3->8, 5->6, 7->1), each with P.
 - `symmetric:P`: to one of the 9 other classes, uniformly, with P.
@@ -58,6 +61,9 @@ _KERAS_EPOCHS = flags.DEFINE_integer("keras_epochs", 20, "Epochs of the plain Ke
 _RUN = flags.DEFINE_bool("run", True, "Run the cells that have no results yet; --norun summarizes the finished "
                          "ones and lists the rest as not run.")
 _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "own_data.json"), "JSON file.")
+_CLEAN = flags.DEFINE_integer("clean_per_class", 0, "When > 0, this many training images per class (seeded) "
+                              "leave the noisy folder for a clean/ folder under their true labels, and the preset "
+                              "runs get --config.data.clean=clean (a user who labelled a few images by hand).")
 
 
 def write_folder(root: str, images: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> None:
@@ -70,22 +76,39 @@ def write_folder(root: str, images: np.ndarray, labels: np.ndarray, ids: np.ndar
         tf.io.write_file(path, tf.io.encode_png(image))
 
 
-def prepare(workdir: str, setting: str, seed: int) -> str:
-    """Writes the test folder (once) and this setting's noisy training folder; returns the data root."""
+def clean_positions(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Sorted positions of `per_class` images of each class (by true label), drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(10)]
+    return np.sort(np.concatenate(chosen)) if per_class else np.zeros(0, np.int64)
+
+
+def setting_name(setting: str, seed: int, clean_per_class: int) -> str:
+    return f"{setting.replace(':', '_')}_seed{seed}" + (f"_clean{clean_per_class}" if clean_per_class else "")
+
+
+def prepare(workdir: str, setting: str, seed: int, clean_per_class: int = 0) -> str:
+    """Writes the test folder (once) and this setting's noisy training folder (and, with `clean_per_class`,
+    its clean folder: those images leave the training folder); returns the data root."""
     from tf_twostage.data.datasets import load_mnist5k
 
     data = load_mnist5k()
-    root = os.path.join(workdir, "data", f"{setting.replace(':', '_')}_seed{seed}")
+    root = os.path.join(workdir, "data", setting_name(setting, seed, clean_per_class))
     if os.path.exists(os.path.join(root, "done.json")):
         return root
     train_rgb = colored_digits(data.train.images, seed=1)
     test_rgb = colored_digits(data.test.images, seed=2)
     kind, rate = setting.split(":")
     noisy = noisy_labels(kind, float(rate), data.train.labels, data.train.index, data.train.images, seed)
-    write_folder(os.path.join(root, "train"), train_rgb, noisy, data.train.index)
+    clean = clean_positions(data.train.labels, clean_per_class, seed)
+    train = np.setdiff1d(np.arange(len(noisy)), clean)
+    write_folder(os.path.join(root, "train"), train_rgb[train], noisy[train], data.train.index[train])
+    if clean_per_class:
+        write_folder(os.path.join(root, "clean"), train_rgb[clean], data.train.labels[clean], data.train.index[clean])
     write_folder(os.path.join(root, "test"), test_rgb, data.test.labels, data.test.index)
     io_utils.write_json(os.path.join(root, "done.json"), {
-        "noise": setting, "seed": seed, "realized_rate": float(np.mean(noisy != data.train.labels))})
+        "noise": setting, "seed": seed, "clean_per_class": clean_per_class,
+        "realized_rate": float(np.mean(noisy[train] != data.train.labels[train]))})
     return root
 
 
@@ -127,7 +150,9 @@ def run_cell(method: str, root: str, seed: int, workdir: str) -> dict:
     command = [sys.executable, os.path.join(ROOT, "bin", "run_experiment.py"), "--config=configs/folder.py",
                f"--workdir={workdir}", f"--config.data.dir={root}", "--config.data.train=train",
                "--config.data.test=test", "--config.noise.type=none", "--config.noise.rate=0",
-               f"--config.seed={seed}", "--config.verbose=0", *METHOD_ARGS[method], *_OVERRIDES.value]
+               f"--config.seed={seed}", "--config.verbose=0", *METHOD_ARGS[method],
+               *(["--config.data.clean=clean"] if os.path.isdir(os.path.join(root, "clean")) else []),
+               *_OVERRIDES.value]
     if not os.path.exists(results_path):
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         if done.returncode:
@@ -249,9 +274,10 @@ def main(argv):
     cells = []
     for setting in _NOISE.value:
         for seed in (int(s) for s in _SEEDS.value):
-            root = prepare(_WORKDIR.value, setting, seed)
+            root = prepare(_WORKDIR.value, setting, seed, _CLEAN.value)
+            runs = setting.replace(":", "_") + (f"_clean{_CLEAN.value}" if _CLEAN.value else "")
             for method in _METHODS.value:
-                workdir = os.path.join(_WORKDIR.value, "runs", f"{setting.replace(':', '_')}", method, f"seed{seed}")
+                workdir = os.path.join(_WORKDIR.value, "runs", runs, method, f"seed{seed}")
                 cell = {"method": method, "noise": setting, "seed": seed,
                         "realized_rate": io_utils.read_json(os.path.join(root, "done.json"))["realized_rate"],
                         **run_cell(method, root, seed, workdir)}
@@ -263,7 +289,8 @@ def main(argv):
         "dataset": "mnist5k as 32x32 RGB PNG folders (benchmarks/own_data.py)", "preset": "configs/folder.py",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(["python", "benchmarks/own_data.py", *sys.argv[1:]]),
-        "overrides": _OVERRIDES.value, "rows": table, "acceptance": lines, "cells": cells})
+        "overrides": _OVERRIDES.value, "clean_per_class": _CLEAN.value, "rows": table, "acceptance": lines,
+        "cells": cells})
     print(markdown(table))
     print(pivot_markdown(table))
     print(json.dumps(lines, indent=1))

@@ -158,6 +158,7 @@ def _check_stage1(stage1) -> None:
     _in_range("stage1.clean_threshold", stage1.clean_threshold, 0.0, 1.0)
     _in_range("stage1.small_loss_probability", stage1.small_loss_probability, 0.0, 1.0)
     _integer("stage1.clean_epochs", stage1.clean_epochs, minimum=1)
+    _integer("stage1.clean_batch_size", stage1.clean_batch_size, minimum=1)
 
 
 def _check_stage2(stage2) -> None:
