@@ -319,6 +319,7 @@ CASES = [
     _config_case("stage1.small_loss_probability", -0.5, "got -0.5", "in [0, 1]"),
     _config_case("stage1.transition", "oracle", "got 'oracle'", "one of anchors, clusters"),
     _config_case("stage1.clean_epochs", 0, "got 0", "integer >= 1"),
+    _config_case("stage1.clean_batch_size", 0, "got 0", "integer >= 1"),
     _config_case("stage2.epochs", 0, "got 0", "integer >= 1"),
     _config_case("stage2.batch_size", 0, "got 0", "even integer >= 2"),
     _config_case("stage2.batch_size", 101, "got 101", "even integer >= 2 (half labeled, half unlabeled)"),
