@@ -83,8 +83,13 @@ def clean_positions(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray
     return np.sort(np.concatenate(chosen)) if per_class else np.zeros(0, np.int64)
 
 
+def clean_suffix(clean_per_class: int) -> str:
+    """What a clean subset adds to the names of the data and runs folders."""
+    return f"_clean{clean_per_class}" if clean_per_class else ""
+
+
 def setting_name(setting: str, seed: int, clean_per_class: int) -> str:
-    return f"{setting.replace(':', '_')}_seed{seed}" + (f"_clean{clean_per_class}" if clean_per_class else "")
+    return f"{setting.replace(':', '_')}_seed{seed}" + clean_suffix(clean_per_class)
 
 
 def prepare(workdir: str, setting: str, seed: int, clean_per_class: int = 0) -> str:
@@ -275,7 +280,7 @@ def main(argv):
     for setting in _NOISE.value:
         for seed in (int(s) for s in _SEEDS.value):
             root = prepare(_WORKDIR.value, setting, seed, _CLEAN.value)
-            runs = setting.replace(":", "_") + (f"_clean{_CLEAN.value}" if _CLEAN.value else "")
+            runs = setting.replace(":", "_") + clean_suffix(_CLEAN.value)
             for method in _METHODS.value:
                 workdir = os.path.join(_WORKDIR.value, "runs", runs, method, f"seed{seed}")
                 cell = {"method": method, "noise": setting, "seed": seed,
