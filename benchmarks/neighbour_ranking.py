@@ -16,7 +16,6 @@ suite.
 """
 
 import datetime
-import importlib.util
 import os
 import shlex
 import sys
@@ -40,10 +39,10 @@ _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "result
 
 
 def mnist5k_config(noise_type: str, rate: float, seed: int):
-    spec = importlib.util.spec_from_file_location("mnist5k", os.path.join(ROOT, "configs", "mnist5k.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    sys.path.insert(0, os.path.join(ROOT, "configs"))
+    import mnist5k  # pylint: disable=import-outside-toplevel
+
+    config = mnist5k.get_config()
     config.noise.type, config.noise.rate, config.seed = noise_type, rate, seed
     return config
 
