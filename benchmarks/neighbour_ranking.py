@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tf_twostage.data.prepare import prepare_data  # noqa: E402
-from tf_twostage.stage1.quality import selection_quality  # noqa: E402
+from tf_twostage.stage1.quality import roc_auc, selection_quality  # noqa: E402
 from tf_twostage.utils import io_utils  # noqa: E402
 
 _NOISE = flags.DEFINE_list("noise", ["symmetric:0.8"], "Noise settings TYPE:RATE.")
@@ -77,11 +77,11 @@ def main(argv):
             num_classes = train.num_classes
             for k in (int(v) for v in _NEIGHBOURS.value):
                 score = neighbour_agreement(features, train.labels, k)
-                cell = {"noise": setting, "seed": seed, "k": k}
+                cell = {"noise": setting, "seed": seed, "k": k,
+                        "auc": round(roc_auc(score, train.labels == train.clean_labels), 4)}
                 for share in (float(v) for v in _KEEP.value):
                     kept = top_share_per_class(score, train.labels, num_classes, share)
-                    quality = selection_quality(kept, train.labels, train.clean_labels, num_classes, score)
-                    cell["auc"] = round(quality["auc"], 4)
+                    quality = selection_quality(kept, train.labels, train.clean_labels, num_classes)
                     cell[f"precision_top_{share:g}"] = round(100 * quality["precision"], 2)
                 cells.append(cell)
                 print(cell, flush=True)
