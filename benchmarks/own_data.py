@@ -4,6 +4,7 @@
   nice -n 10 python benchmarks/own_data.py [--workdir=runs/own_data] [--seeds=0,1,2] \
       [--noise=pair:0.4,symmetric:0.5,instance:0.3] [--methods=keras,ce,improved_baseline,two_stage_pi,...] \
       [--overrides=--config.stage1.target_steps=500,...] [--clean_per_class=20] [--norun]
+  python benchmarks/own_data.py --merge=benchmarks/results/own_data.json,other_machine.json  # combine, run nothing
 
 The images: each digit of the embedded MNIST-5k (28x28 gray) is padded to 32x32, colored with a random
 color and laid on a random two-color gradient background with pixel noise (seeded; the same images for
@@ -25,7 +26,9 @@ Rows: `keras` (the ~10-line Keras CNN a user would write, on the same folders, i
 `configs/folder.py`. Per cell: test accuracy, the reported validation score (`results.json["validation"]
 ["value"]`), the selected epoch, the last epoch's test accuracy and any fallbacks. Writes
 benchmarks/results/own_data.json (with issue 13's acceptance lines under "acceptance") and prints the Markdown
-tables. A cell whose results exist is not rerun; `--norun` runs none and summarizes the finished ones.
+tables. A cell whose results exist is not rerun; `--norun` runs none and summarizes the finished ones; `--merge` takes
+the cells of earlier outputs of this program (cells run on other machines, or in a workdir since deleted)
+instead of a workdir's, a finished cell of a later file replacing the same cell of an earlier one.
 Never part of the test suite.
 """
 
@@ -61,6 +64,8 @@ _KERAS_EPOCHS = flags.DEFINE_integer("keras_epochs", 20, "Epochs of the plain Ke
 _RUN = flags.DEFINE_bool("run", True, "Run the cells that have no results yet; --norun summarizes the finished "
                          "ones and lists the rest as not run.")
 _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "own_data.json"), "JSON file.")
+_MERGE = flags.DEFINE_list("merge", [], "Earlier outputs of this program (JSON) whose cells to summarize instead of "
+                           "running or reading a workdir; a later file's finished cells replace an earlier file's.")
 _CLEAN = flags.DEFINE_integer("clean_per_class", 0, "When > 0, this many training images per class (seeded) "
                               "leave the noisy folder for a clean/ folder under their true labels, and the preset "
                               "runs get --config.data.clean=clean (a user who labelled a few images by hand).")
@@ -274,10 +279,21 @@ def pivot_markdown(table: list) -> str:
     return "\n".join(lines)
 
 
+def merged_cells(paths: list) -> list:
+    """The cells of earlier outputs, in first-seen order; a finished cell replaces an unfinished or older one."""
+    cells = {}
+    for path in paths:
+        for cell in io_utils.read_json(path)["cells"]:
+            key = (cell["method"], cell["noise"], cell["seed"])
+            if key not in cells or "test_accuracy" in cell or "test_accuracy" not in cells[key]:
+                cells[key] = cell
+    return list(cells.values())
+
+
 def main(argv):
     del argv
-    cells = []
-    for setting in _NOISE.value:
+    cells = merged_cells(_MERGE.value) if _MERGE.value else []
+    for setting in [] if _MERGE.value else _NOISE.value:
         for seed in (int(s) for s in _SEEDS.value):
             root = prepare(_WORKDIR.value, setting, seed, _CLEAN.value)
             runs = setting.replace(":", "_") + clean_suffix(_CLEAN.value)
@@ -295,6 +311,9 @@ def main(argv):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(["python", "benchmarks/own_data.py", *sys.argv[1:]]),
         "overrides": _OVERRIDES.value, "clean_per_class": _CLEAN.value, "rows": table, "acceptance": lines,
+        **({"merged_from": [{"path": path, "command": io_utils.read_json(path).get("command"),
+                             "merged_from": io_utils.read_json(path).get("merged_from", [])} for path in _MERGE.value]}
+           if _MERGE.value else {}),
         "cells": cells})
     print(markdown(table))
     print(pivot_markdown(table))
