@@ -279,11 +279,11 @@ def pivot_markdown(table: list) -> str:
     return "\n".join(lines)
 
 
-def merged_cells(paths: list) -> list:
+def merged_cells(outputs: list) -> list:
     """The cells of earlier outputs, in first-seen order; a finished cell replaces an unfinished or older one."""
     cells = {}
-    for path in paths:
-        for cell in io_utils.read_json(path)["cells"]:
+    for output in outputs:
+        for cell in output["cells"]:
             key = (cell["method"], cell["noise"], cell["seed"])
             if key not in cells or "test_accuracy" in cell or "test_accuracy" not in cells[key]:
                 cells[key] = cell
@@ -292,7 +292,8 @@ def merged_cells(paths: list) -> list:
 
 def main(argv):
     del argv
-    cells = merged_cells(_MERGE.value) if _MERGE.value else []
+    earlier = [io_utils.read_json(path) for path in _MERGE.value]
+    cells = merged_cells(earlier)
     for setting in [] if _MERGE.value else _NOISE.value:
         for seed in (int(s) for s in _SEEDS.value):
             root = prepare(_WORKDIR.value, setting, seed, _CLEAN.value)
@@ -311,9 +312,8 @@ def main(argv):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(["python", "benchmarks/own_data.py", *sys.argv[1:]]),
         "overrides": _OVERRIDES.value, "clean_per_class": _CLEAN.value, "rows": table, "acceptance": lines,
-        **({"merged_from": [{"path": path, "command": io_utils.read_json(path).get("command"),
-                             "merged_from": io_utils.read_json(path).get("merged_from", [])} for path in _MERGE.value]}
-           if _MERGE.value else {}),
+        **({"merged_from": [{"path": path, "command": output.get("command"), "merged_from": output.get("merged_from", [])}
+                            for path, output in zip(_MERGE.value, earlier)]} if earlier else {}),
         "cells": cells})
     print(markdown(table))
     print(pivot_markdown(table))
