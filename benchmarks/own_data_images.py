@@ -26,14 +26,22 @@ def colored_digits(images: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def noisy_labels(kind: str, rate: float, labels, index, images, seed: int) -> np.ndarray:
+def class_conditional_matrix(kind: str, rate: float) -> np.ndarray:
+    """The transition matrix of the class-conditional settings (`pair`, `symmetric`), 10 classes."""
     from tf_twostage.data import noise
 
     if kind == "pair":
-        matrix = noise.transition_matrix("asymmetric", rate, 10, mapping=noise.parse_mapping(PAIRS))
-        return noise.add_label_noise(labels, index, matrix, seed)
+        return noise.transition_matrix("asymmetric", rate, 10, mapping=noise.parse_mapping(PAIRS))
     if kind == "symmetric":
-        return noise.add_label_noise(labels, index, noise.transition_matrix("symmetric", rate, 10), seed)
+        return noise.transition_matrix("symmetric", rate, 10)
+    raise ValueError(f"{kind!r} noise has no transition matrix of its own (pair or symmetric do)")
+
+
+def noisy_labels(kind: str, rate: float, labels, index, images, seed: int) -> np.ndarray:
+    from tf_twostage.data import noise
+
+    if kind in ("pair", "symmetric"):
+        return noise.add_label_noise(labels, index, class_conditional_matrix(kind, rate), seed)
     if kind == "instance":
         import keras
 

@@ -55,8 +55,7 @@ def sweep_run(workdir: str, thresholds: list) -> list:
         for threshold in thresholds:
             kept = reselect_labels_second_round(probabilities, labels, first, threshold, keep=keep)
             kept, _ = fill_empty_classes(kept, first, labels, data.num_classes)
-            quality = selection_quality(kept, labels, clean, data.num_classes,
-                                        probabilities[np.arange(len(labels)), labels])
+            quality = selection_quality(kept, labels, clean, data.num_classes)
             per_class = [c["precision"] for c in quality["per_class"] if c.get("precision") is not None]
             rows.append({"workdir": workdir, "seed": int(config.seed), "keep": keep, "threshold": threshold,
                          "kept_fraction": float(kept.mean()), "precision": quality["precision"],

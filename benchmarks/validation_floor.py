@@ -35,10 +35,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tf_twostage.baselines.transition import estimated_clean_accuracy  # noqa: E402
-from tf_twostage.data import noise  # noqa: E402
 from tf_twostage.data.pipelines import stratified_holdout  # noqa: E402
 from tf_twostage.utils import io_utils  # noqa: E402
-from own_data_images import PAIRS, noisy_labels  # noqa: E402  (benchmarks/)
+from own_data_images import class_conditional_matrix, noisy_labels  # noqa: E402  (benchmarks/)
 
 _OWN_DATA = flags.DEFINE_string("own_data", os.path.join(ROOT, "benchmarks", "results", "own_data.json"),
                                 "benchmarks/own_data.py's output: the runs whose test accuracies to simulate.")
@@ -53,10 +52,8 @@ LINE = 3.0  # issue 13: the mean |validation score - test accuracy| over the run
 
 def true_transition(kind: str, rate: float, clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
     """The matrix of the noise process; for instance-dependent noise (no process matrix) the realized one."""
-    if kind == "pair":
-        return noise.transition_matrix("asymmetric", rate, NUM_CLASSES, mapping=noise.parse_mapping(PAIRS))
-    if kind == "symmetric":
-        return noise.transition_matrix("symmetric", rate, NUM_CLASSES)
+    if kind in ("pair", "symmetric"):
+        return class_conditional_matrix(kind, rate)
     counts = np.zeros((NUM_CLASSES, NUM_CLASSES))
     np.add.at(counts, (clean, noisy), 1.0)
     return counts / counts.sum(axis=1, keepdims=True)
