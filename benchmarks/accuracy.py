@@ -81,6 +81,29 @@ METHOD_ARGS = {
     "two_stage_temporal_ensembling_gce_noisy_rounds2": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage2.rounds=2",
         "--config.stage1.posterior=noisy"],
+    # The ranking posterior propagated over the images' pixel-space neighbour graph (stage1.propagation=pixels,
+    # tf_twostage.stage1.propagation), on the preset as it is and with the second round topped up.
+    "two_stage_temporal_ensembling_propagation": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.propagation=pixels"],
+    "two_stage_temporal_ensembling_propagation_rounds2_atleast": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.propagation=pixels",
+        "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first"],
+    # Heavy symmetric noise: GCE, the noisy posterior propagated, two rounds topped up; Stage 1 keeps the top
+    # 15% of each class (threshold 0.7 in round 2), or the paper's 10% with the second round at P >= 0.5.
+    "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor15": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage1.posterior=noisy",
+        "--config.stage1.propagation=pixels", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first",
+        "--config.stage1.floor_fraction=0.15"],
+    "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor10_reselect05": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage1.posterior=noisy",
+        "--config.stage1.propagation=pixels", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first",
+        "--config.stage1.floor_fraction=0.1", "--config.stage2.reselect_threshold=0.5"],
+    # ... the 15% floor, ranked with the average of the last 5 pre-training epochs (stage1.ranking=average)
+    # instead of the best noisy-validation epoch's weights.
+    "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor15_average": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage1.posterior=noisy",
+        "--config.stage1.propagation=pixels", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first",
+        "--config.stage1.floor_fraction=0.15", "--config.stage1.ranking=average"],
     # The paper's recipe (configs/paper/mnist.py) on the embedded data: nothing tuned.
     "two_stage_paper": ["--config.data.name=mnist5k"],
     # The paper's recipe with one mnist5k deviation each (README: "Deviations of the mnist5k preset").
@@ -188,6 +211,40 @@ def _floor_rows(runs_by_cell):
     return sorted(rows, key=lambda row: row["floor_fraction"])
 
 
+def _quality_summary(stats: dict) -> dict:
+    """Kept share, precision, lowest per-class precision and ROC AUC of one selection (None where unknown)."""
+    quality = stats.get("quality") or {}
+    per_class = [entry["precision"] for entry in quality.get("per_class", []) if entry.get("precision") is not None]
+    return {"kept_fraction": stats.get("kept_fraction"), "precision": quality.get("precision"),
+            "min_class_precision": min(per_class) if per_class else None, "auc": quality.get("auc")}
+
+
+def _mean_std(values) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "std": None}
+    mean = sum(values) / len(values)
+    return {"mean": mean, "std": (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5}
+
+
+def _add_selection_quality(rows: list, runs: list) -> None:
+    """Adds to each row the quality of its runs' kept sets, when the true labels scored them: `selection`
+    (after Stage 1) and `reselection` (after a second round, with the first round's own test accuracy), each
+    per seed and as mean / std over seeds."""
+    for row in rows:
+        mine = sorted((run["results"] for run in runs if run["results"]["method"] == row["method"]
+                       and run["results"]["noise"]["type"] == row["noise_type"]
+                       and run["results"]["noise"]["rate"] == row["noise_rate"]), key=lambda r: r["seed"])
+        for key, source in (("selection", "stage1"), ("reselection", "stage2_reselection")):
+            per_seed = [dict(_quality_summary(r[source]), seed=r["seed"],
+                             **({"first_round_test_accuracy": r[source].get("first_round_test_accuracy")}
+                                if source == "stage2_reselection" else {}))
+                        for r in mine if (r.get(source) or {}).get("quality")]
+            if per_seed:
+                measures = [m for m in per_seed[0] if m != "seed"]
+                row[key] = {"per_seed": per_seed, **{m: _mean_std([p[m] for p in per_seed]) for m in measures}}
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -203,6 +260,7 @@ def main(argv):
         runs_by_cell = dict(pool.map(_run_cell, cells))
     main_runs = [run for cell, run in runs_by_cell.items() if run is not None and cell[4] is None]
     rows = report.summarize_runs(main_runs) if main_runs else []
+    _add_selection_quality(rows, main_runs)
     table1 = _floor_rows(runs_by_cell)
     # Table 2's "after Stage 1" row is the preset's Stage 1 (not a variant's).
     # (Only the mnist5k preset's own rows: a variant's Stage 1 or forward correction is another selection.)

@@ -9,7 +9,9 @@ import pytest
 from tf_twostage.config.checks import validate_config
 from tf_twostage.runs.experiment import METHODS, run_experiment
 from tf_twostage.runs.reselection import RESELECTION_FILE, ROUND1_PREDICTIONS_FILE
-from tf_twostage.stage1.selection import reselect_labels_second_round, select_confident_labels
+from tf_twostage.data.prepare import prepare_data
+from tf_twostage.runs.propagation import propagate_split
+from tf_twostage.stage1.selection import fill_empty_classes, reselect_labels_second_round, select_confident_labels
 from tests.conftest import smoke_config
 
 
@@ -116,3 +118,21 @@ def test_every_prediction_of_a_run_uses_the_configured_evaluation_batch_size(tmp
                    str(tmp_path))
     # Stage-1 predictions, the re-selection, the validation report's matrix, the round-1 and final test scores.
     assert len(sizes) >= 5 and set(sizes) == {37}
+
+
+def test_the_second_round_ranks_with_the_propagated_posterior_when_stage1_does(tmp_path):
+    config = smoke_config(**{"method": "two_stage", "stage2.rounds": 2, "stage2.reselect_threshold": 0.5,
+                             "stage1.propagation": "pixels", "stage1.propagation_neighbours": 5})
+    results = run_experiment(config, str(tmp_path))
+    stats = results["stage2_reselection"]
+    assert stats["propagation"] == "pixels" and results["stage1"]["propagation"] == "pixels"
+    data = prepare_data(config)
+    # The first round's own P(c|x) is what the file keeps; the round ranks with its propagation.
+    predicted = np.load(tmp_path / ROUND1_PREDICTIONS_FILE)["probabilities"]
+    propagated = propagate_split(config, data, data.train, predicted)
+    first = np.load(tmp_path / "stage1" / "selection.npz")["kept"]
+    expected = reselect_labels_second_round(propagated, data.train.labels, first, 0.5)
+    expected, _ = fill_empty_classes(expected, first, data.train.labels, data.num_classes)
+    np.testing.assert_array_equal(np.load(tmp_path / RESELECTION_FILE)["kept"], expected)
+    report = (tmp_path / "report.md").read_text()
+    assert report.count("(ranked with the posterior propagated over pixels)") == 2  # Stage 1 and round 2

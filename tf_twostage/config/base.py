@@ -90,6 +90,12 @@ def base_config() -> ml_collections.ConfigDict:
     # Which transition matrix `posterior=corrected` inverts: anchors (Patrini et al.) | clusters (cluster
     # means of the posteriors, no anchors needed: tf_twostage.stage1.clusters).
     config.stage1.transition = "anchors"
+    # Rank with that posterior propagated over the images' own k-nearest-neighbour graph (pixels, cosine): a
+    # view the pre-training could not bend towards the noisy labels (tf_twostage.stage1.propagation; Zhou et
+    # al. 2004). none | pixels. Also ranks the second round's labels (stage2.rounds=2). At most 50,000 images.
+    config.stage1.propagation = "none"
+    config.stage1.propagation_neighbours = 10  # k of the graph
+    config.stage1.propagation_alpha = 0.9  # how far labels spread: F = (I - alpha S)^-1 P, alpha in [0, 1)
     # rule=small_loss / confident_or_small_loss: keep a label when its probability of belonging to its class's
     # small-loss component (two-Gaussian mixture on -log P(label|x), tf_twostage.stage1.small_loss) is >= this.
     config.stage1.small_loss_probability = 0.5

@@ -22,6 +22,7 @@ from tf_twostage.training.precision import DTYPE_POLICIES
 from tf_twostage.training.best_epoch import KEEP_CHOICES
 from tf_twostage.stage1.selection import RESELECT_KEEP, TOP_UP_POOLS
 from tf_twostage.stage1.clusters import TRANSITION_ESTIMATES
+from tf_twostage.stage1.propagation import PROPAGATION_SOURCES
 from tf_twostage.stage1.label_issues import RULES as LABEL_ISSUE_RULES
 
 STAGE2_ALGORITHMS = ("pi", "temporal_ensembling")
@@ -51,6 +52,7 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _one_of("stage1.top_up", config.stage1.top_up, TOP_UP_POOLS)
     _one_of("stage1.posterior", config.stage1.posterior, POSTERIORS)
     _one_of("stage1.transition", config.stage1.transition, TRANSITION_ESTIMATES)
+    _one_of("stage1.propagation", config.stage1.propagation, PROPAGATION_SOURCES)
     _one_of("baselines.transition", config.baselines.transition, TRANSITION_SOURCES)
     _one_of("distribution.strategy", config.distribution.strategy, STRATEGY_NAMES)
     _one_of("data.on_bad_file", config.data.on_bad_file, BAD_FILE_POLICIES)
@@ -159,6 +161,9 @@ def _check_stage1(stage1) -> None:
     _in_range("stage1.small_loss_probability", stage1.small_loss_probability, 0.0, 1.0)
     _integer("stage1.clean_epochs", stage1.clean_epochs, minimum=1)
     _integer("stage1.clean_batch_size", stage1.clean_batch_size, minimum=1)
+    _integer("stage1.propagation_neighbours", stage1.propagation_neighbours, minimum=1)
+    if not _is_number(stage1.propagation_alpha) or not 0.0 <= stage1.propagation_alpha < 1.0:
+        raise ValueError(f"stage1.propagation_alpha must be in [0, 1), got {stage1.propagation_alpha!r}")
 
 
 def _check_stage2(stage2) -> None:

@@ -238,6 +238,12 @@ def format_validation(validation: Mapping) -> str:
     return text
 
 
+def _propagated(stats: dict) -> str:
+    """What a report line adds when the selection ranked with `stage1.propagation`'s posterior."""
+    propagation = stats.get("propagation", "none")
+    return "" if propagation == "none" else f" (ranked with the posterior propagated over {propagation})"
+
+
 def _cell(text) -> str:
     return str(text).replace("|", "\\|")
 
@@ -310,13 +316,13 @@ def write_report(run_dirs: Sequence[str], output_dir: str, image_grids: bool = T
     for dataset, _, selection_table in tables:
         lines += [f"### {dataset}", ""] if len(tables) > 1 else []
         lines += [selection_table or "No run records label statistics (they need the true training labels).", ""]
-    quality_lines = [f"- {_cell(run['name'])}: {format_quality(quality)}; per class (precision / recall): "
-                     f"{format_per_class(quality)}"
-                     for run in usable for quality in [(run["results"].get("stage1") or {}).get("quality")] if quality]
+    quality_lines = [f"- {_cell(run['name'])}{_propagated(stage1)}: {format_quality(stage1['quality'])}; per class "
+                     f"(precision / recall): {format_per_class(stage1['quality'])}"
+                     for run in usable for stage1 in [run["results"].get("stage1") or {}] if stage1.get("quality")]
     if quality_lines:
         lines += ["## Stage-1 selection quality (the true training labels evaluate the kept set)", "",
                   *quality_lines, ""]
-    second = [f"- {_cell(run['name'])}: threshold {stats['threshold']:g}"
+    second = [f"- {_cell(run['name'])}{_propagated(stats)}: threshold {stats['threshold']:g}"
               + (", at least Stage 1's count per class" if stats.get("keep") == "at_least_first" else "")
               + f", kept {stats['kept_fraction']:.1%} (Stage 1: "
               f"{stats['first_round_kept_fraction']:.1%}; {stats['added']} added, {stats['removed']} removed)"

@@ -41,6 +41,7 @@ from tf_twostage.training.precision import set_dtype_policy
 from tf_twostage.training.resume import remove_checkpoints
 from tf_twostage.reporting.run_report import write_report
 from tf_twostage.runs.pretrain import train_cross_entropy
+from tf_twostage.runs.propagation import check_propagation_size
 from tf_twostage.runs.stage1 import (
     PREDICTIONS_FILE,
     WEIGHTS_FILE,
@@ -253,6 +254,8 @@ def check_preconditions(config, data: PreparedData) -> None:
                          f"fine-tune on, but dataset {data.dataset.name!r} has none (set data.clean, or "
                          "stage2.finetune_epochs=0)")
     resolve_source(config, data, refined_available=True)  # validation.source=clean needs a clean subset
+    if config.method in SEMI_SUPERVISED_METHODS + ("stage1_only",):
+        check_propagation_size(config, data)  # stage1.propagation: a graph over every pair of images
 
 
 def run_experiment(config, workdir: str, restart: bool = False) -> dict:

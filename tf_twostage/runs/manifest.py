@@ -40,6 +40,9 @@ LATER_STAGE_KEYS = {
     "stage1.floor_fraction": "selection",
     "stage1.top_up": "selection",
     "stage1.posterior": "selection",
+    "stage1.propagation": "selection",
+    "stage1.propagation_neighbours": "selection",
+    "stage1.propagation_alpha": "selection",
     "stage1.clean_threshold": "selection",
     "baselines.filter_percentile": "selection",  # the corrected posterior's transition estimate
     "stage2.": "training",  # every Stage-2 key

@@ -28,6 +28,7 @@ import numpy as np
 
 from tf_twostage.config.base import eval_batch_size
 from tf_twostage.data.prepare import PreparedData
+from tf_twostage.runs.propagation import propagate_split
 from tf_twostage.runs.stage1 import fallback_record
 from tf_twostage.stage1.quality import selection_quality
 from tf_twostage.stage1.selection import fill_empty_classes, reselect_labels_second_round, selection_statistics
@@ -44,7 +45,8 @@ def reselect_labels(config, data: PreparedData, classifier, first_kept, workdir:
     model) agrees with at P(label|x) >= `stage2.reselect_threshold`, over `data.train`."""
     threshold = float(config.stage2.reselect_threshold)
     labels = data.train.labels
-    probabilities = predict_probabilities(classifier, data.train, data.preprocessor, eval_batch_size(config))
+    predicted = predict_probabilities(classifier, data.train, data.preprocessor, eval_batch_size(config))
+    probabilities = propagate_split(config, data, data.train, predicted)  # what ranks: stage1.propagation
     first_kept = np.asarray(first_kept, bool)
     selected = reselect_labels_second_round(probabilities, labels, first_kept, threshold,
                                             keep=str(config.stage2.reselect_keep))
@@ -62,7 +64,7 @@ def reselect_labels(config, data: PreparedData, classifier, first_kept, workdir:
     if clean is not None:  # evaluation only: nothing else reads the true labels
         stats["quality"] = selection_quality(kept, labels, clean, data.num_classes,
                                              probabilities[np.arange(len(labels)), labels])
-    stats.update(threshold=threshold, keep=str(config.stage2.reselect_keep),
+    stats.update(threshold=threshold, keep=str(config.stage2.reselect_keep), propagation=config.stage1.propagation,
                  first_round_kept_fraction=float(first_kept.mean()),
                  added=int(np.sum(kept & ~first_kept)), removed=int(np.sum(first_kept & ~kept)), fallbacks=fallbacks)
     if data.test is not None and len(data.test):  # for benchmarks only (never used to choose): round 1 alone
@@ -71,6 +73,6 @@ def reselect_labels(config, data: PreparedData, classifier, first_kept, workdir:
     os.makedirs(os.path.join(workdir, "stage2"), exist_ok=True)
     write_kept(os.path.join(workdir, RESELECTION_FILE), data.train, kept)
     io_utils.write_npz(os.path.join(workdir, ROUND1_PREDICTIONS_FILE), index=data.train.index,
-                       probabilities=probabilities.astype(np.float32))
+                       probabilities=predicted.astype(np.float32))
     io_utils.write_json(os.path.join(workdir, "stage2", "reselection_stats.json"), stats)
     return kept, stats

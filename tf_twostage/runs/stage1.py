@@ -36,6 +36,7 @@ from tf_twostage.baselines.transition import estimate_transition_matrix
 from tf_twostage.stage1.clusters import estimate_transition_by_clusters
 from tf_twostage.stage1.quality import selection_quality
 from tf_twostage.stage1.small_loss import select_small_loss
+from tf_twostage.runs.propagation import propagate_split
 from absl import logging
 
 from tf_twostage.stage1.selection import (
@@ -303,6 +304,11 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
             posterior = "noisy"
             fallbacks.append(fallback_record("stage1", "stage1.posterior=corrected", "stage1.posterior=noisy",
                                              f"{problem}: the clean posterior cannot be recovered reliably"))
+    if rule in CONFIDENCE_RULES and config.stage1.propagation != "none":
+        for split in ("train", "validation"):
+            if f"{split}_probabilities" in arrays:
+                arrays[f"{split}_probabilities"] = propagate_split(config, data, getattr(data, split),
+                                                                   arrays[f"{split}_probabilities"])
     kept, filled = select_with_fallback(config, data, rule, arrays["train_probabilities"], data.train.labels,
                                         arrays.get("train_scores"), noisy["train"])
     if filled:
@@ -318,7 +324,8 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
         stats["quality"] = selection_quality(kept, data.train.labels, clean, data.num_classes, ranking_score(
             rule, arrays["train_probabilities"], data.train.labels, arrays.get("train_scores")))
     stats.update(rule=rule, ranking=config.stage1.ranking, best_epoch=int(arrays["best_epoch"]),
-                 posterior=posterior, fallbacks=fallbacks)
+                 posterior=posterior, fallbacks=fallbacks,
+                 propagation=config.stage1.propagation if rule in CONFIDENCE_RULES else "none")
     if transition is not None:
         stats["estimated_transition_matrix"] = transition.tolist()
     folder = stage1_dir(workdir)

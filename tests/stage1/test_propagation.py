@@ -1,0 +1,147 @@
+"""stage1.propagation: label propagation over the images' own neighbour graph, on tiny arrays and in a run."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_twostage.config.checks import validate_config
+from tf_twostage.data.source import ImageSplit
+from tf_twostage.runs.experiment import METHODS, check_preconditions, start_run
+from tf_twostage.runs.propagation import pixel_features, propagate_split
+from tf_twostage.runs.stage1 import load_selection, select_labels, train_stage1
+from tf_twostage.stage1.propagation import neighbour_graph, propagate, propagated_posterior
+from tf_twostage.stage1.selection import select_confident_labels
+from tf_twostage.utils import io_utils
+from tests.conftest import smoke_config
+
+
+def _two_clusters():
+    """Six points: three near (1, 0, 0), three near (0, 1, 0), each pair of a cluster closest to each other."""
+    return np.array([[1.0, 0.0, 0.0], [0.95, 0.05, 0.0], [0.9, 0.0, 0.1],
+                     [0.0, 1.0, 0.0], [0.05, 0.95, 0.0], [0.0, 0.9, 0.1]])
+
+
+def test_the_graph_links_each_point_to_its_nearest_others_and_never_to_itself():
+    indices, weights = neighbour_graph(_two_clusters(), 2)
+    assert indices.shape == weights.shape == (6, 2)
+    for row in range(6):
+        assert row not in indices[row]
+        assert set(indices[row]) == ({0, 1, 2} if row < 3 else {3, 4, 5}) - {row}
+    assert (weights > 0).all() and (weights <= 1).all()
+    # Sorted, so the graph does not depend on how the partition ordered the neighbours.
+    assert (np.diff(indices, axis=1) > 0).all()
+
+
+def test_the_graph_refuses_more_neighbours_than_there_are_others():
+    with pytest.raises(ValueError, match=r"neighbours must be in \[1, 5\] for 6 examples, got 6"):
+        neighbour_graph(_two_clusters(), 6)
+
+
+def test_propagation_pulls_an_outlier_posterior_towards_its_neighbours():
+    # Point 2's own posterior says class 1, but it sits among points predicted class 0.
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.4, 0.6], [0.1, 0.9], [0.2, 0.8], [0.3, 0.7]])
+    indices, weights = neighbour_graph(_two_clusters(), 2)
+    propagated = propagate(probabilities, indices, weights, alpha=0.9)
+    np.testing.assert_allclose(propagated.sum(axis=1), 1.0)
+    assert propagated[2].argmax() == 0
+    assert propagated[:3, 0].min() > 0.5 and propagated[3:, 1].min() > 0.5
+    # alpha = 0: no spreading at all.
+    np.testing.assert_allclose(propagate(probabilities, indices, weights, alpha=0.0), probabilities)
+
+
+def test_propagation_solves_the_closed_form():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(40, 5))
+    probabilities = rng.dirichlet(np.ones(3), size=40)
+    indices, weights = neighbour_graph(features, 4)
+    dense = np.zeros((40, 40))
+    np.put_along_axis(dense, indices, weights.astype(np.float64), axis=1)
+    dense = dense + dense.T
+    scale = 1.0 / np.sqrt(dense.sum(axis=1))
+    normalized = dense * scale[:, None] * scale[None, :]
+    expected = np.linalg.solve(np.eye(40) - 0.8 * normalized, probabilities)
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(propagate(probabilities, indices, weights, alpha=0.8), expected, atol=1e-8)
+
+
+def test_propagation_refuses_a_bad_alpha_and_a_graph_of_another_size():
+    indices, weights = neighbour_graph(_two_clusters(), 2)
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\), got 1.0"):
+        propagate(np.full((6, 2), 0.5), indices, weights, alpha=1.0)
+    with pytest.raises(ValueError, match="the graph has 6 rows for 5 posteriors"):
+        propagate(np.full((5, 2), 0.5), indices, weights)
+
+
+def test_too_few_examples_for_a_graph_leave_the_posterior_as_it_is():
+    probabilities = np.array([[0.7, 0.3], [0.2, 0.8]])
+    np.testing.assert_allclose(propagated_posterior(probabilities, np.eye(2), neighbours=10), probabilities)
+
+
+def test_config_checks_name_the_bad_propagation_value():
+    for key, value, message in (
+            ("propagation", "features", r"stage1.propagation must be one of none, pixels; got 'features'"),
+            ("propagation_neighbours", 0, r"stage1.propagation_neighbours"),
+            ("propagation_alpha", 1.0, r"stage1.propagation_alpha must be in \[0, 1\), got 1.0")):
+        config = smoke_config(**{f"stage1.{key}": value})
+        with pytest.raises(ValueError, match=message):
+            validate_config(config, METHODS)
+
+
+@pytest.fixture(scope="module")
+def stage1_run(tmp_path_factory):
+    """One 2-epoch Stage 1 on the smoke data, shared by the selections below."""
+    workdir = str(tmp_path_factory.mktemp("stage1"))
+    config = smoke_config(**{"stage1.epochs": 2})
+    strategy, data, _ = start_run(config, workdir)
+    train_stage1(config, data, strategy, workdir)
+    probabilities = io_utils.read_npz(f"{workdir}/stage1/predictions.npz")["train_probabilities"]
+    return config, data, workdir, probabilities
+
+
+def test_pixel_features_are_the_images_in_order(stage1_run):
+    _, data, _, _ = stage1_run
+    features = pixel_features(data.train, data.preprocessor, 7)
+    assert features.shape == (len(data.train), int(np.prod(data.train.image_shape)))
+    expected = data.preprocessor(data.train.images[:3].astype(np.float32))
+    np.testing.assert_allclose(features[:3], np.asarray(expected).reshape(3, -1), rtol=1e-6, atol=1e-6)
+
+
+def test_pixel_features_of_large_images_are_area_resized_to_at_most_32_a_side():
+    # 64 x 48 RGB: halved to 32 x 24; each 2x2 block of the image is one value (area mean).
+    images = np.zeros((3, 64, 48, 3), np.uint8)
+    images[0, :2, :2, 0] = [[10, 20], [30, 40]]
+    split = ImageSplit(labels=np.array([0, 1, 0]), index=np.arange(3), num_classes=2, image_shape=(64, 48, 3),
+                       images=images)
+    features = pixel_features(split, lambda image: tf.cast(image, tf.float32), 2)
+    assert features.shape == (3, 32 * 24 * 3)
+    assert features[0, 0] == pytest.approx(25.0) and features[0, 1:].max() == 0.0
+
+
+def test_selection_ranks_with_the_propagated_posterior(stage1_run):
+    config, data, workdir, probabilities = stage1_run
+    config = config.copy_and_resolve_references()
+    config.stage1.rule = "confidence"
+    config.stage1.propagation = "pixels"
+    config.stage1.propagation_neighbours = 5
+    stats = select_labels(config, data, workdir)
+    kept = load_selection(workdir, data)
+    propagated = propagate_split(config, data, data.train, probabilities)
+    expected = select_confident_labels(propagated, data.train.labels, float(config.stage1.threshold),
+                                       float(config.stage1.floor_fraction), top_up=config.stage1.top_up)
+    np.testing.assert_array_equal(kept, expected)
+    assert stats["propagation"] == "pixels"
+    assert not np.allclose(propagated, probabilities)  # it did change the ranking posterior
+
+
+def test_the_run_refuses_data_over_the_graphs_limit_before_training(stage1_run, monkeypatch):
+    config, data, _, _ = stage1_run
+    config = config.copy_and_resolve_references()
+    config.method = "two_stage"
+    config.stage1.propagation = "pixels"
+    monkeypatch.setattr("tf_twostage.runs.propagation.MAX_EXAMPLES", len(data.train) - 1)
+    with pytest.raises(ValueError, match=rf"stage1.propagation=pixels compares every pair of images and allows "
+                                         rf"at most {len(data.train) - 1:,} per split; this training split has "
+                                         rf"{len(data.train):,}: set stage1.propagation=none"):
+        check_preconditions(config, data)
+    config.stage1.propagation = "none"
+    check_preconditions(config, data)

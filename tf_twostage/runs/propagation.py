@@ -1,0 +1,56 @@
+"""`stage1.propagation`: the ranking posterior propagated over the images' own neighbour graph.
+
+`tf_twostage.stage1.propagation` does the arithmetic on arrays; this module gives it the images of a split
+as pixel vectors (pre-processed as for evaluation, area-resized to at most `FEATURE_SIDE` pixels a side) and
+checks the data size before any training (`check_propagation_size`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tf_twostage.config.base import eval_batch_size
+from tf_twostage.data.pipelines import evaluation_dataset
+from tf_twostage.data.prepare import PreparedData
+from tf_twostage.data.source import ImageSplit
+from tf_twostage.stage1.propagation import MAX_EXAMPLES, propagated_posterior
+
+# Images are compared at this side at most: enough for a digit's or an object's shape, cheap for photos.
+FEATURE_SIDE = 32
+
+
+def check_propagation_size(config, data: PreparedData) -> None:
+    """Raises ValueError before any training when `stage1.propagation` cannot run on data this large."""
+    if config.stage1.propagation == "none":
+        return
+    count = max(len(data.train), len(data.validation))
+    if count > MAX_EXAMPLES:
+        raise ValueError(
+            f"stage1.propagation={config.stage1.propagation} compares every pair of images and allows at most "
+            f"{MAX_EXAMPLES:,} per split; this training split has {count:,}: set stage1.propagation=none")
+
+
+def pixel_features(split: ImageSplit, preprocessor, batch_size: int) -> np.ndarray:
+    """The images of `split` in order, pre-processed, at most FEATURE_SIDE a side, one flat row each."""
+    rows = []
+    for batch in evaluation_dataset(split, preprocessor, batch_size):
+        images = tf.convert_to_tensor(batch["image"], tf.float32)
+        if images.shape.rank == 3:
+            images = images[..., None]
+        height, width = int(images.shape[1]), int(images.shape[2])
+        if max(height, width) > FEATURE_SIDE:
+            factor = FEATURE_SIDE / max(height, width)
+            size = (max(1, round(height * factor)), max(1, round(width * factor)))
+            images = tf.image.resize(images, size, method="area")
+        rows.append(tf.reshape(images, (images.shape[0], -1)).numpy())
+    return np.concatenate(rows) if rows else np.zeros((0, 1), np.float32)
+
+
+def propagate_split(config, data: PreparedData, split: ImageSplit, probabilities) -> np.ndarray:
+    """`probabilities` (over `split`, in order) as `stage1.propagation` says to rank with them."""
+    if config.stage1.propagation == "none" or len(split) == 0:
+        return np.asarray(probabilities)
+    features = pixel_features(split, data.preprocessor, eval_batch_size(config))
+    return propagated_posterior(probabilities, features, int(config.stage1.propagation_neighbours),
+                                float(config.stage1.propagation_alpha)).astype(np.float32)
