@@ -39,6 +39,10 @@ from tf_twostage.reporting import tables as report  # noqa: E402
 from tf_twostage.reporting import run_report  # noqa: E402
 
 TWO_STAGE = ["--config.method=two_stage"]
+# The flags the heavy-symmetric-noise rows share (README "Heavy symmetric noise").
+HEAVY_SYMMETRIC = TWO_STAGE + [
+    "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage1.posterior=noisy",
+    "--config.stage1.propagation=pixels", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first"]
 METHOD_ARGS = {
     "ce": ["--config.method=ce"],
     "improved_baseline": ["--config.method=improved_baseline"],
@@ -82,27 +86,18 @@ METHOD_ARGS = {
         "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage2.rounds=2",
         "--config.stage1.posterior=noisy"],
     # The ranking posterior propagated over the images' pixel-space neighbour graph (stage1.propagation=pixels,
-    # tf_twostage.stage1.propagation), on the preset as it is and with the second round topped up.
+    # tf_twostage.stage1.propagation), on the preset as it is.
     "two_stage_temporal_ensembling_propagation": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.propagation=pixels"],
-    "two_stage_temporal_ensembling_propagation_rounds2_atleast": TWO_STAGE + [
-        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.propagation=pixels",
-        "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first"],
     # Heavy symmetric noise: GCE, the noisy posterior propagated, two rounds topped up; Stage 1 keeps the top
-    # 15% of each class (threshold 0.7 in round 2), or the paper's 10% with the second round at P >= 0.5.
-    "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor15": TWO_STAGE + [
-        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage1.posterior=noisy",
-        "--config.stage1.propagation=pixels", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first",
+    # 15% of each class (threshold 0.7 in round 2), or the paper's 10% with the second round at P >= 0.5 ...
+    "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor15": HEAVY_SYMMETRIC + [
         "--config.stage1.floor_fraction=0.15"],
-    "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor10_reselect05": TWO_STAGE + [
-        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage1.posterior=noisy",
-        "--config.stage1.propagation=pixels", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first",
+    "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor10_reselect05": HEAVY_SYMMETRIC + [
         "--config.stage1.floor_fraction=0.1", "--config.stage2.reselect_threshold=0.5"],
-    # ... the 15% floor, ranked with the average of the last 5 pre-training epochs (stage1.ranking=average)
+    # ... or the 15% floor ranked with the average of the last 5 pre-training epochs (stage1.ranking=average)
     # instead of the best noisy-validation epoch's weights.
-    "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor15_average": TWO_STAGE + [
-        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage1.posterior=noisy",
-        "--config.stage1.propagation=pixels", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first",
+    "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor15_average": HEAVY_SYMMETRIC + [
         "--config.stage1.floor_fraction=0.15", "--config.stage1.ranking=average"],
     # The paper's recipe (configs/paper/mnist.py) on the embedded data: nothing tuned.
     "two_stage_paper": ["--config.data.name=mnist5k"],

@@ -6,7 +6,8 @@
 
 Each workdir is a finished run with `stage2.rounds=2` on data whose clean labels are known (mnist5k with
 synthetic noise). From the first round's P(c|x) over the training images (`stage2/round1_predictions.npz`) and
-Stage 1's kept mask (`stage1/selection.npz`), it recomputes the second round's kept set
+Stage 1's kept mask (`stage1/selection.npz`), the predictions propagated as the run's `stage1.propagation`
+says, it recomputes the second round's kept set
 (`tf_twostage.stage1.selection.reselect_labels_second_round`, both `keep` modes) at each threshold, without
 training anything, and reports the kept share of the training set, its precision and the lowest per-class
 precision (`tf_twostage.stage1.quality.selection_quality`): per run, and the mean over the runs. The run's own
@@ -27,6 +28,7 @@ sys.path.insert(0, ROOT)
 
 from tf_twostage.config.base import load_run_config  # noqa: E402
 from tf_twostage.data.prepare import prepare_data  # noqa: E402
+from tf_twostage.runs.propagation import propagate_split  # noqa: E402
 from tf_twostage.runs.reselection import ROUND1_PREDICTIONS_FILE  # noqa: E402
 from tf_twostage.stage1.quality import selection_quality  # noqa: E402
 from tf_twostage.stage1.selection import RESELECT_KEEP, fill_empty_classes, reselect_labels_second_round  # noqa: E402
@@ -47,7 +49,8 @@ def sweep_run(workdir: str, thresholds: list) -> list:
     predictions = io_utils.read_npz(os.path.join(workdir, ROUND1_PREDICTIONS_FILE))
     if not np.array_equal(predictions["index"], data.train.index):
         raise ValueError(f"{workdir}: {ROUND1_PREDICTIONS_FILE} belongs to other training images than its config gives")
-    probabilities = predictions["probabilities"]
+    # The round ranks with what stage1.propagation makes of the first round's P(c|x) (the file keeps it raw).
+    probabilities = propagate_split(config, data, data.train, predictions["probabilities"])
     labels, clean = data.train.labels, data.train.clean_labels
     first = load_selection(workdir, data)
     rows = []
