@@ -3,25 +3,11 @@
 import numpy as np
 import pytest
 
-from tf_twostage.runs.experiment import start_run
-from tf_twostage.runs.stage1 import FALLBACK_FLOOR, load_selection, select_labels, train_stage1
+from tf_twostage.runs.stage1 import FALLBACK_FLOOR, load_selection, select_labels
 from tf_twostage.stage1.clusters import estimate_transition_by_clusters
 from tf_twostage.stage1.quality import selection_quality
 from tf_twostage.stage1.selection import corrected_posteriors, fill_empty_classes, select_confident_labels
 from tf_twostage.stage1.small_loss import select_small_loss
-from tf_twostage.utils import io_utils
-from tests.conftest import smoke_config
-
-
-@pytest.fixture(scope="module")
-def stage1_run(tmp_path_factory):
-    """One 2-epoch Stage 1 on the smoke data, shared: every rule selects from its predictions."""
-    workdir = str(tmp_path_factory.mktemp("stage1"))
-    config = smoke_config(**{"stage1.epochs": 2})
-    strategy, data, _ = start_run(config, workdir)
-    train_stage1(config, data, strategy, workdir)
-    probabilities = io_utils.read_npz(f"{workdir}/stage1/predictions.npz")["train_probabilities"]
-    return config, data, workdir, probabilities
 
 
 def _select(stage1_run, **overrides):

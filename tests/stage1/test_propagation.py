@@ -6,12 +6,11 @@ import tensorflow as tf
 
 from tf_twostage.config.checks import validate_config
 from tf_twostage.data.source import ImageSplit
-from tf_twostage.runs.experiment import METHODS, check_preconditions, start_run
+from tf_twostage.runs.experiment import METHODS, check_preconditions
 from tf_twostage.runs.propagation import pixel_features, propagate_split
-from tf_twostage.runs.stage1 import load_selection, select_labels, train_stage1
+from tf_twostage.runs.stage1 import load_selection, select_labels
 from tf_twostage.stage1.propagation import neighbour_graph, propagate, propagated_posterior
 from tf_twostage.stage1.selection import select_confident_labels
-from tf_twostage.utils import io_utils
 from tests.conftest import smoke_config
 
 
@@ -85,17 +84,6 @@ def test_config_checks_name_the_bad_propagation_value():
         config = smoke_config(**{f"stage1.{key}": value})
         with pytest.raises(ValueError, match=message):
             validate_config(config, METHODS)
-
-
-@pytest.fixture(scope="module")
-def stage1_run(tmp_path_factory):
-    """One 2-epoch Stage 1 on the smoke data, shared by the selections below."""
-    workdir = str(tmp_path_factory.mktemp("stage1"))
-    config = smoke_config(**{"stage1.epochs": 2})
-    strategy, data, _ = start_run(config, workdir)
-    train_stage1(config, data, strategy, workdir)
-    probabilities = io_utils.read_npz(f"{workdir}/stage1/predictions.npz")["train_probabilities"]
-    return config, data, workdir, probabilities
 
 
 def test_pixel_features_are_the_images_in_order(stage1_run):
