@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_twostage.data.prepare import prepare_data
 from tf_twostage.models.factory import model_for_image
 from tf_twostage.runs.experiment import run_experiment
+from tf_twostage.runs.propagation import pixel_features, propagate_split
+from tf_twostage.stage1.selection import select_confident_labels
 from tf_twostage.training.schedules import epochs_for_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,3 +117,19 @@ def test_csv_preset_trains_cross_entropy_scored_on_the_corrected_noisy_split(own
     validation = results["validation"]
     assert validation["source"] == "noisy" and validation["num_examples"] == results["num_validation"]
     assert validation["value"] is not None and "noisy_accuracy" in validation
+
+
+def test_label_propagation_ranks_a_folder_of_image_files(own_data, tmp_path):
+    # Without a clean subset the confidence rule ranks, here with the posterior propagated over the images
+    # decoded from their files (16x16 RGB): the kept set is the one the propagated posterior gives.
+    config = _preset(**{"data.dir": str(own_data), "data.train": "train", "data.test": "test",
+                        "stage1.propagation": "pixels", "stage1.propagation_neighbours": 5})
+    results = run_experiment(config, str(tmp_path))
+    assert results["stage1"]["propagation"] == "pixels" and results["stage1"]["rule"] == "confidence"
+    data = prepare_data(config)
+    recorded = np.load(tmp_path / "stage1" / "predictions.npz")["train_probabilities"]
+    assert pixel_features(data.train, data.preprocessor, 8).shape == (len(data.train), 16 * 16 * 3)
+    propagated = propagate_split(config, data, data.train, recorded)
+    expected = select_confident_labels(propagated, data.train.labels, float(config.stage1.threshold),
+                                       float(config.stage1.floor_fraction), top_up=config.stage1.top_up)
+    np.testing.assert_array_equal(np.load(tmp_path / "stage1" / "selection.npz")["kept"], expected)
