@@ -128,7 +128,7 @@ def test_the_run_refuses_data_over_the_graphs_limit_before_training(stage1_run, 
     config.stage1.propagation = "pixels"
     monkeypatch.setattr("tf_twostage.runs.propagation.MAX_EXAMPLES", len(data.train) - 1)
     with pytest.raises(ValueError, match=rf"stage1.propagation=pixels compares every pair of images and allows "
-                                         rf"at most {len(data.train) - 1:,} per split; this training split has "
+                                         rf"at most {len(data.train) - 1:,} per split; this run's largest split has "
                                          rf"{len(data.train):,}: set stage1.propagation=none"):
         check_preconditions(config, data)
     config.stage1.propagation = "none"

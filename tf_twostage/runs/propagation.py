@@ -28,7 +28,7 @@ def check_propagation_size(config, data: PreparedData) -> None:
     if count > MAX_EXAMPLES:
         raise ValueError(
             f"stage1.propagation={config.stage1.propagation} compares every pair of images and allows at most "
-            f"{MAX_EXAMPLES:,} per split; this training split has {count:,}: set stage1.propagation=none")
+            f"{MAX_EXAMPLES:,} per split; this run's largest split has {count:,}: set stage1.propagation=none")
 
 
 def pixel_features(split: ImageSplit, preprocessor, batch_size: int) -> np.ndarray:
