@@ -131,5 +131,10 @@ def test_the_run_refuses_data_over_the_graphs_limit_before_training(stage1_run, 
                                          rf"at most {len(data.train) - 1:,} per split; this run's largest split has "
                                          rf"{len(data.train):,}: set stage1.propagation=none"):
         check_preconditions(config, data)
+    config.method = "improved_baseline"  # it runs Stage 1's selection too
+    with pytest.raises(ValueError, match="stage1.propagation=pixels compares every pair of images"):
+        check_preconditions(config, data)
+    config.method = "ce"  # no selection: nothing to refuse
+    check_preconditions(config, data)
     config.stage1.propagation = "none"
     check_preconditions(config, data)

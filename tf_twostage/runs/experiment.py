@@ -61,6 +61,7 @@ FINAL_DIR = "final"
 FINAL_WEIGHTS = os.path.join(FINAL_DIR, "classifier.weights.h5")
 FINAL_OUTCOME = os.path.join(FINAL_DIR, "outcome.json")  # what the method returned besides the classifier
 SEMI_SUPERVISED_METHODS = ("two_stage", "stage2_all_labels")  # their classifier has the Stage-2 noise layers
+SELECTING_METHODS = ("two_stage", "stage1_only", "improved_baseline")  # they run Stage 1's selection (run_stage1)
 
 
 def run_cross_entropy(config, data: PreparedData, strategy, workdir: str) -> dict:
@@ -254,7 +255,7 @@ def check_preconditions(config, data: PreparedData) -> None:
                          f"fine-tune on, but dataset {data.dataset.name!r} has none (set data.clean, or "
                          "stage2.finetune_epochs=0)")
     resolve_source(config, data, refined_available=True)  # validation.source=clean needs a clean subset
-    if config.method in SEMI_SUPERVISED_METHODS + ("stage1_only",):
+    if config.method in SELECTING_METHODS:
         check_propagation_size(config, data)  # stage1.propagation: a graph over every pair of images
 
 
