@@ -39,6 +39,10 @@ from tf_twostage.reporting import tables as report  # noqa: E402
 from tf_twostage.reporting import run_report  # noqa: E402
 
 TWO_STAGE = ["--config.method=two_stage"]
+# The mnist5k preset before 2026-11-29 (Stage 1 ranked with the best noisy-validation epoch, one round): rows
+# measured on it name these flags so that their command still runs what they measured.
+BEST_EPOCH = ["--config.stage1.ranking=best", "--config.stage1.average_last=5"]
+BEST_EPOCH_ONE_ROUND = BEST_EPOCH + ["--config.stage2.rounds=1", "--config.stage2.reselect_keep=threshold"]
 # The flags the heavy-symmetric-noise rows share (README "Heavy symmetric noise").
 HEAVY_SYMMETRIC = TWO_STAGE + [
     "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage1.posterior=noisy",
@@ -52,53 +56,69 @@ METHOD_ARGS = {
     "bootstrap_hard": ["--config.method=bootstrap_hard"],
     "two_stage_pi": TWO_STAGE + ["--config.stage2.algorithm=pi"],
     "two_stage_temporal_ensembling": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling"],
+    # The preset before 2026-11-29, side by side with today's (`two_stage_temporal_ensembling`).
+    "two_stage_temporal_ensembling_best_epoch": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling"]
+    + BEST_EPOCH_ONE_ROUND,
     # Variants: the Stage-1 floor at 5% of each class (the preset keeps 50%), with the corrected posterior
     # (`*_floor05`) and with the paper's rule, the pre-trained model's own posterior (`*_noisy_posterior`).
-    "two_stage_pi_floor05": TWO_STAGE + ["--config.stage2.algorithm=pi", "--config.stage1.floor_fraction=0.05"],
+    "two_stage_pi_floor05": TWO_STAGE + ["--config.stage2.algorithm=pi", "--config.stage1.floor_fraction=0.05"]
+    + BEST_EPOCH_ONE_ROUND,
     "two_stage_temporal_ensembling_floor05": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
-                                                          "--config.stage1.floor_fraction=0.05"],
+                                                          "--config.stage1.floor_fraction=0.05"] + BEST_EPOCH_ONE_ROUND,
     "two_stage_pi_noisy_posterior": TWO_STAGE + ["--config.stage2.algorithm=pi", "--config.stage1.posterior=noisy",
-                                                 "--config.stage1.floor_fraction=0.05"],
+                                                 "--config.stage1.floor_fraction=0.05"] + BEST_EPOCH_ONE_ROUND,
     "two_stage_temporal_ensembling_noisy_posterior": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.posterior=noisy",
-        "--config.stage1.floor_fraction=0.05"],
+        "--config.stage1.floor_fraction=0.05"] + BEST_EPOCH_ONE_ROUND,
     # A second selection round (stage2.rounds=2, tf_twostage.runs.reselection): the Stage-2 model re-selects
     # the labels (P(label|x) >= 0.7, agreeing) and Stage 2 runs again from the Stage-1 weights.
     "two_stage_temporal_ensembling_rounds2": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
-                                                          "--config.stage2.rounds=2"],
+                                                          "--config.stage2.rounds=2",
+                                                          "--config.stage2.reselect_keep=threshold"] + BEST_EPOCH,
     # ... topped up per class to Stage 1's count with the labels the model predicts most confidently
     # (stage2.reselect_keep=at_least_first): the second round never shrinks a class.
     "two_stage_temporal_ensembling_rounds2_atleast": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling", "--config.stage2.rounds=2",
-        "--config.stage2.reselect_keep=at_least_first"],
+        "--config.stage2.reselect_keep=at_least_first"] + BEST_EPOCH,
     # Stage 1 pre-trained with generalized cross-entropy (stage1.loss=gce), one and two selection rounds.
     "two_stage_temporal_ensembling_gce": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
-                                                      "--config.stage1.loss=gce"],
+                                                      "--config.stage1.loss=gce"] + BEST_EPOCH_ONE_ROUND,
     "two_stage_temporal_ensembling_gce_rounds2": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
-                                                             "--config.stage1.loss=gce", "--config.stage2.rounds=2"],
+                                                             "--config.stage1.loss=gce", "--config.stage2.rounds=2",
+                                                             "--config.stage2.reselect_keep=threshold"] + BEST_EPOCH,
     # ... topped up per class to Stage 1's count (stage2.reselect_keep=at_least_first).
     "two_stage_temporal_ensembling_gce_rounds2_atleast": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage2.rounds=2",
-        "--config.stage2.reselect_keep=at_least_first"],
+        "--config.stage2.reselect_keep=at_least_first"] + BEST_EPOCH,
     # ... ranking with the GCE network's own posterior (the paper's, stage1.posterior=noisy) instead of the
     # clusters-corrected one: for symmetric noise only (flips above 0.5 need the correction).
     "two_stage_temporal_ensembling_gce_noisy_rounds2": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage2.rounds=2",
-        "--config.stage1.posterior=noisy"],
+        "--config.stage1.posterior=noisy", "--config.stage2.reselect_keep=threshold"] + BEST_EPOCH,
     # The ranking posterior propagated over the images' pixel-space neighbour graph (stage1.propagation=pixels,
     # tf_twostage.stage1.propagation), on the preset as it is.
     "two_stage_temporal_ensembling_propagation": TWO_STAGE + [
-        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.propagation=pixels"],
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.propagation=pixels"] + BEST_EPOCH_ONE_ROUND,
     # Heavy symmetric noise: GCE, the noisy posterior propagated, two rounds topped up; Stage 1 keeps the top
     # 15% of each class (threshold 0.7 in round 2), or the paper's 10% with the second round at P >= 0.5 ...
     "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor15": HEAVY_SYMMETRIC + [
-        "--config.stage1.floor_fraction=0.15"],
+        "--config.stage1.floor_fraction=0.15"] + BEST_EPOCH,
     "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor10_reselect05": HEAVY_SYMMETRIC + [
-        "--config.stage1.floor_fraction=0.1", "--config.stage2.reselect_threshold=0.5"],
+        "--config.stage1.floor_fraction=0.1", "--config.stage2.reselect_threshold=0.5"] + BEST_EPOCH,
     # ... or the 15% floor ranked with the average of the last 5 pre-training epochs (stage1.ranking=average)
     # instead of the best noisy-validation epoch's weights.
     "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor15_average": HEAVY_SYMMETRIC + [
         "--config.stage1.floor_fraction=0.15", "--config.stage1.ranking=average"],
+    # Stage 1 ranked with the mean prediction of its last 20 epochs (stage1.ranking=average), not the
+    # weights of the best noisy-validation epoch, an argmax that float rounding moves (docs/traps.md) ...
+    # ... one round (the preset since 2026-11-29 runs two, `*_rounds2_atleast_average20`).
+    "two_stage_temporal_ensembling_average20": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.ranking=average",
+        "--config.stage1.average_last=20", "--config.stage2.rounds=1", "--config.stage2.reselect_keep=threshold"],
+    # ... with two rounds topped up: the flags the mnist5k preset took on 2026-11-29.
+    "two_stage_temporal_ensembling_rounds2_atleast_average20": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.ranking=average",
+        "--config.stage1.average_last=20", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first"],
     # The paper's recipe (configs/paper/mnist.py) on the embedded data: nothing tuned.
     "two_stage_paper": ["--config.data.name=mnist5k"],
     # The paper's recipe with one mnist5k deviation each (README: "Deviations of the mnist5k preset").

@@ -11,6 +11,9 @@ skipped when its predictions exist) and every rule then selects from the same sa
 training labels only score the selections (`tf_twostage.stage1.quality`): precision, recall, kept share,
 the lowest per-class precision, ROC AUC of the rule's ranking; mean +- std over seeds.
 
+`--overrides` are config flags every cell's Stage 1 runs with (e.g. `--config.stage1.ranking=average
+--config.stage1.average_last=20`: rank with the mean prediction of the last 20 epochs, not the best epoch's).
+
 Variants measure stability: `default`; `onednn_off` (`TF_ENABLE_ONEDNN_OPTS=0`); `deterministic`
 (`tf.config.experimental.enable_op_determinism()` before the program). The stability table lists, per
 rule, the kept share and precision of each variant at each (setting, seed) that ran under more than one.
@@ -66,6 +69,8 @@ _RULES = flags.DEFINE_list("rules", list(RULES), f"Rules, of: {', '.join(RULES)}
 _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "selection.json"),
                               "Results JSON.")
 _TRAIN = flags.DEFINE_bool("train", True, "Run Stage 1 for cells without predictions (else skip them).")
+_OVERRIDES = flags.DEFINE_list("overrides", [], "Config flags Stage 1 runs with in every cell (e.g. "
+                               "--config.stage1.ranking=average); the rules select from what it records.")
 
 def cell_dir(variant, kind, rate, seed):
     name = f"{kind}{rate}_s{seed}"
@@ -80,7 +85,7 @@ def train_cell(variant, kind, rate, seed, workdir):
         return False
     command = [os.path.join(ROOT, "bin", "train_stage1.py"), f"--config={_CONFIG.value}", f"--workdir={workdir}",
                f"--config.noise.type={kind}", f"--config.noise.rate={rate}", f"--config.seed={seed}",
-               "--config.verbose=0"]
+               "--config.verbose=0", *_OVERRIDES.value]
     command, env = variant_command(variant, command)
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
@@ -166,9 +171,24 @@ def main(argv):
                 stability.append({"variant": variant, "noise_type": kind, "noise_rate": rate, "seed": seed,
                                   "rule": rule, "kept_fraction": quality["kept_fraction"],
                                   "precision": quality["precision"]})
+    spreads = []  # per setting and rule: the largest kept-share and precision difference between variants of a seed
+    for kind, rate in settings:
+        for rule in _RULES.value:
+            by_seed = {}
+            for row in stability:
+                if (row["noise_type"], row["noise_rate"], row["rule"]) == (kind, rate, rule):
+                    by_seed.setdefault(row["seed"], []).append(row)
+            if by_seed:
+                kept = {seed: max(r["kept_fraction"] for r in rows) - min(r["kept_fraction"] for r in rows)
+                        for seed, rows in sorted(by_seed.items())}
+                precision = {seed: max(r["precision"] or 0 for r in rows) - min(r["precision"] or 0 for r in rows)
+                             for seed, rows in sorted(by_seed.items())}
+                spreads.append({"noise_type": kind, "noise_rate": rate, "rule": rule, "kept_fraction": kept,
+                                "precision": precision, "max_kept_fraction": max(kept.values())})
     output = {"dataset": "mnist5k", "date": datetime.date.today().isoformat(),
               "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/selection.py", *sys.argv[1:]]),
-              "rules": RULES, "rows": rows, "stability": stability}
+              "overrides": list(_OVERRIDES.value), "rules": RULES, "rows": rows, "stability": stability,
+              "spreads": spreads}
     io_utils.write_json(_OUTPUT.value, output)
     print("| noise | rule | precision | recall | kept | lowest class precision | ROC AUC | seeds |")
     print("|---|---|---|---|---|---|---|---|")
@@ -176,6 +196,11 @@ def main(argv):
         print(f"| {row['noise_type']} {row['noise_rate']:g} | {row['rule']} | {_show(row['precision'])} | "
               f"{_show(row['recall'])} | {_show(row['kept_fraction'], digits=1)} | "
               f"{_show(row['min_class_precision'])} | {_show(row['auc'], 1.0, 4)} | {len(row['seeds'])} |")
+    if spreads:
+        print("\n| noise | rule | kept-share spread between variants, per seed (points) |\n|---|---|---|")
+        for row in spreads:
+            print(f"| {row['noise_type']} {row['noise_rate']:g} | {row['rule']} | "
+                  + " / ".join(f"{100 * value:.2f}" for value in row["kept_fraction"].values()) + " |")
     if stability:
         print("\n| noise | seed | rule | variant | kept | precision |\n|---|---|---|---|---|---|")
         for row in sorted(stability, key=lambda r: (r["noise_type"], r["noise_rate"], r["seed"], r["rule"])):

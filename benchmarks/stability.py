@@ -57,16 +57,24 @@ def run_cell(variant: str, seed: int) -> dict:
 
 
 def cell_summary(results: dict) -> dict:
+    """Test accuracy, Stage 1's kept share and precision, and with two rounds the second round's."""
     stage1 = results.get("stage1", {})
     quality = stage1.get("quality") or {}
-    return {"test_accuracy": results["test_accuracy"], "kept_fraction": stage1.get("kept_fraction"),
-            "precision": quality.get("precision")}
+    summary = {"test_accuracy": results["test_accuracy"], "kept_fraction": stage1.get("kept_fraction"),
+               "precision": quality.get("precision")}
+    second = results.get("stage2_reselection")
+    if second:
+        summary["round2_kept_fraction"] = second.get("kept_fraction")
+        summary["round2_precision"] = (second.get("quality") or {}).get("precision")
+    return summary
 
 
 def seed_spread(cells: dict, variants) -> dict:
     """Largest difference between `variants` of one seed, per measure (None when a value is missing)."""
     spread = {}
-    for key in ("test_accuracy", "kept_fraction", "precision"):
+    for key in ("test_accuracy", "kept_fraction", "precision", "round2_kept_fraction", "round2_precision"):
+        if not all(key in cells[variant] for variant in variants):
+            continue
         values = [cells[variant][key] for variant in variants]
         spread[key] = None if any(v is None for v in values) else float(max(values) - min(values))
     return spread
@@ -93,8 +101,10 @@ def main(argv):
                   "met": None}
     if all("onednn_spread" in row for row in rows):
         pair = [row["onednn_spread"] for row in rows]
+        # The kept share is every round's (Stage 1's, and the second round's where one ran).
         acceptance["met"] = bool(max(p["test_accuracy"] for p in pair) <= MAX_ACCURACY_SPREAD + 1e-9 and all(
-            p["kept_fraction"] is not None and p["kept_fraction"] <= MAX_KEPT_SPREAD + 1e-9 for p in pair))
+            p[key] is not None and p[key] <= MAX_KEPT_SPREAD + 1e-9
+            for p in pair for key in ("kept_fraction", "round2_kept_fraction") if key in p))
     payload = {
         "date": datetime.date.today().isoformat(),
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)] + sys.argv[1:]),
@@ -115,6 +125,8 @@ def main(argv):
                  for c in row["variants"].values()]
         spread = row["spread"]
         kept = "n/a" if spread["kept_fraction"] is None else f"{100 * spread['kept_fraction']:.2f}"
+        if spread.get("round2_kept_fraction") is not None:
+            kept += f" (round 2: {100 * spread['round2_kept_fraction']:.2f})"
         print(f"| {row['seed']} | " + " | ".join(cells).replace("%", "") + f" | {100 * spread['test_accuracy']:.1f} / "
               f"{kept} |")
     print(f"oneDNN on vs off within the bar: {acceptance['met']}")

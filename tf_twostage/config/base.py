@@ -76,7 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.loss = "cross_entropy"
     config.stage1.gce_q = 0.7  # loss=gce: q in (0, 1]; Zhang & Sabuncu's value
     # Selection (docs/protocol.md section 3).
-    config.stage1.ranking = "best"  # best (best-val weights) | average (last k epochs) | kfold
+    # best (the best noisy-validation epoch's weights) | average (the mean prediction of the last k epochs, on the
+    # training and validation sets; Stage 2 then continues from the last epoch) | kfold (out-of-sample)
+    config.stage1.ranking = "best"
     config.stage1.average_last = 5  # ranking=average: epochs averaged
     config.stage1.kfold = 5  # ranking=kfold: folds of out-of-sample predictions
     # auto (clean_set when a clean subset exists) | confidence | clean_set | small_loss | confident_or_small_loss
@@ -143,7 +145,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage2.finetune_epochs = 0  # > 0: fine-tune on the clean subset afterwards (Table 4: rows 7, 8 -> 12, 13)
     # 2: a second selection round (not in the paper; tf_twostage.runs.reselection): after Stage 2, keep the
     # labels the Stage-2 model predicts with P(label|x) >= reselect_threshold, then run Stage 2 again from
-    # the Stage-1 weights on those labels. 1: the paper's single round. method=two_stage only.
+    # the Stage-1 weights on those labels. 1: the paper's single round. Like every stage2 key, only
+    # method=two_stage reads it (the mnist5k preset sets 2, and its `ce` baseline has no Stage 2 to repeat).
     config.stage2.rounds = 1
     config.stage2.reselect_threshold = 0.7
     # Which labels the second round keeps (tf_twostage.stage1.selection.reselect_labels_second_round):

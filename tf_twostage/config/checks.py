@@ -68,9 +68,6 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _check_stage1(config.stage1)
     _check_stage2(config.stage2)
     _check_train(config.train)
-    if config.stage2.rounds == 2 and config.method != "two_stage":
-        raise ValueError(f"stage2.rounds=2 re-selects the labels Stage 1 kept, so it needs method=two_stage; got "
-                         f"method={config.method} (set stage2.rounds=1)")
     for key in ("batch_size", "stage2.batch_size"):  # a micro-batch holds at least one example
         size = config.batch_size if key == "batch_size" else config.stage2.batch_size
         if _is_int(size) and size < config.train.micro_batches:

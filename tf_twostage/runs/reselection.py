@@ -7,7 +7,9 @@ training set at 99.89% precision at symmetric 0.2 where Stage 1 kept 58.6% at 99
 95.7); without noise the threshold alone dropped labels Stage 1 had kept (94.3% -> 91.3%, accuracy 96.1 ->
 95.6). Topped up per class to Stage 1's count (`at_least_first`) it keeps 94.1% there, and 71.0% at 99.67%
 precision at asymmetric 0.6 (Stage 1: 68.4% at 99.49%; accuracy 95.2 -> 95.5 with oneDNN on, 95.0 with it
-off). No preset turns it on: it doubles Stage 2's time, and float rounding moves its accuracy by up to 0.7.
+off). The mnist5k preset turns it on since 2026-11-29, with Stage 1 ranked by its last 20 epochs (README "The
+`mnist5k` preset since 2026-11-29": 95.6 at asymmetric 0.6, 0.2 points apart with oneDNN on vs off); it
+doubles Stage 2's time.
 
 The rule (`tf_twostage.stage1.selection.reselect_labels_second_round`) is the confidence rule without a
 floor: a label is kept when the prediction is that label with P >= `stage2.reselect_threshold`; with

@@ -5,8 +5,8 @@ runner for `method=two_stage`:
 
 1. `train_stage1` pre-trains with cross-entropy under a `PredictionRecorder` and writes
    `stage1/predictions.npz` (ranking probabilities of the training and validation sets, and, with a
-   clean set, the one-vs-rest scores) and `stage1/classifier.weights.h5` (the best-validation weights,
-   which Stage 2 starts from).
+   clean set, the one-vs-rest scores) and `stage1/classifier.weights.h5` (the best-validation weights, or
+   with `stage1.ranking=average` the last epoch's, which Stage 2 starts from).
 2. `select_labels` applies the rule of the config (to the model's posteriors, or with
    `stage1.posterior=corrected` to the clean posteriors that the estimated transition matrix gives) and writes `stage1/selection.npz`,
    `stage1/selection_stats.json`, `stage1/refined_validation.npz` and `stage1/dropped_labels.csv`.
@@ -95,6 +95,8 @@ def pretrain_with_recorder(config, data: PreparedData, strategy, workdir: str, s
         data.preprocessor,
         total_epochs=stage1_epochs(config, len(data.train)),
         average_last=int(config.stage1.average_last) if config.stage1.ranking == "average" else 0,
+        # ranking=average chooses no epoch: Stage 2 continues from the last one, not the argmax of a noisy curve
+        restore_best=config.stage1.ranking != "average",
         batch_size=eval_batch_size(config),
     )
     with strategy.scope():
@@ -205,8 +207,10 @@ def train_stage1(config, data: PreparedData, strategy, workdir: str) -> keras.Mo
         arrays["train_probabilities"] = recorder.averaged_probabilities()
     else:
         arrays["train_probabilities"] = kfold_probabilities(config, data, strategy, workdir)
-    if recorder.best_validation_probabilities is not None:
-        arrays["validation_probabilities"] = recorder.best_validation_probabilities
+    validation = (recorder.averaged_validation_probabilities() if ranking == "average"
+                  else recorder.best_validation_probabilities)
+    if validation is not None:
+        arrays["validation_probabilities"] = validation
     if rule == "clean_set":
         arrays.update(clean_set_scores(classifier, data, config))
     folder = stage1_dir(workdir)
