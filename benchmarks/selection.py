@@ -3,7 +3,8 @@
 
   python benchmarks/selection.py [--workdir=runs/selection] [--seeds=0,1,2] \
       [--noise=none:0,symmetric:0.2,asymmetric:0.2,asymmetric:0.6,symmetric:0.5,symmetric:0.8] \
-      [--variants=default] [--rules=paper,preset_anchors,small_loss,clusters,clusters_or_small_loss]
+      [--variants=default] [--rules=paper,preset_anchors,small_loss,clusters,clusters_or_small_loss] \
+      [--overrides=--config.stage1.ranking=best,...]
 
 Each (variant, noise setting, seed) cell runs Stage 1 once (`bin/train_stage1.py --config=configs/mnist5k.py`,
 skipped when its predictions exist) and every rule then selects from the same saved predictions, through
@@ -11,8 +12,9 @@ skipped when its predictions exist) and every rule then selects from the same sa
 training labels only score the selections (`tf_twostage.stage1.quality`): precision, recall, kept share,
 the lowest per-class precision, ROC AUC of the rule's ranking; mean +- std over seeds.
 
-`--overrides` are config flags every cell's Stage 1 runs with (e.g. `--config.stage1.ranking=average
---config.stage1.average_last=20`: rank with the mean prediction of the last 20 epochs, not the best epoch's).
+`--overrides` are config flags every cell's Stage 1 runs with (e.g. `--config.stage1.ranking=best`: rank with
+the best noisy-validation epoch's weights, the preset's before 2026-11-29). Cells are reused by name, so give each
+set of overrides its own `--workdir`.
 
 Variants measure stability: `default`; `onednn_off` (`TF_ENABLE_ONEDNN_OPTS=0`); `deterministic`
 (`tf.config.experimental.enable_op_determinism()` before the program). The stability table lists, per
