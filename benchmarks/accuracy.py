@@ -37,6 +37,7 @@ sys.path.insert(0, ROOT)
 from tf_twostage.utils import io_utils  # noqa: E402
 from tf_twostage.reporting import tables as report  # noqa: E402
 from tf_twostage.reporting import run_report  # noqa: E402
+from child_env import child_env  # noqa: E402  (benchmarks/)
 
 TWO_STAGE = ["--config.method=two_stage"]
 # The mnist5k preset before 2026-11-29 (Stage 1 ranked with the best noisy-validation epoch, one round): rows
@@ -183,7 +184,7 @@ def _run_cell(cell):
     """Runs one cell unless finished; returns the run dict `report` reads, or None if it failed."""
     folder = _cell_dir(cell)
     if not os.path.exists(os.path.join(folder, "results.json")):
-        done = subprocess.run(_command(cell), cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(_command(cell), cwd=ROOT, env=child_env(), capture_output=True, text=True)
         if done.returncode:
             print(f"FAILED {cell}: {done.stderr[-1500:]}", file=sys.stderr, flush=True)
             return cell, None

@@ -29,6 +29,7 @@ import time
 import numpy as np
 import tensorflow as tf
 from PIL import Image
+from child_env import child_env  # noqa: E402  (benchmarks/)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,7 +83,7 @@ def run(root: str, workdir: str, policy: str) -> dict:
                "--config.noise.type=none", "--config.noise.rate=0", f"--config.data.on_bad_file={policy}"]
     started = time.time()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=False)
+                            env=child_env(TF_CPP_MIN_LOG_LEVEL="3"), check=False)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
     outcome = {"policy": policy, "exit_code": result.returncode, "wall_seconds": round(time.time() - started, 1),
                "error_line": errors[0] if errors else None, "traceback": "Traceback" in result.stderr,

@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tf_twostage.utils import io_utils  # noqa: E402
+from child_env import child_env  # noqa: E402  (benchmarks/)
 
 _TREE = flags.DEFINE_string("tree", "/tmp/clothing1m_e2e", "Folder of the generated release tree.")
 _NUM_FILES = flags.DEFINE_integer("num_files", 10_000, "Distinct JPEGs of the tree.")
@@ -63,7 +64,8 @@ def rss_of(pid: int) -> int:
 def run_sampled(command: list) -> dict:
     """Runs `command`, sampling its RSS; returns rc, wall seconds, peak RSS and the stderr tail."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
     peak = [0]
     timeline = []  # (unix time, RSS bytes), every 0.5 s
 

@@ -5,8 +5,8 @@ another summation order); `deterministic` (`tf.config.experimental.enable_op_det
 program). Used by `selection.py` (Stage 1 alone) and `stability.py` (whole runs).
 """
 
-import os
 import sys
+from child_env import child_env  # noqa: E402  (benchmarks/)
 
 VARIANTS = ("default", "onednn_off", "deterministic")
 
@@ -18,7 +18,7 @@ def variant_command(variant: str, program_and_args: list) -> tuple:
     """(argv, environment) that run `program_and_args` (a script and its flags) under `variant`."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-    env = dict(os.environ)
+    env = child_env()
     if variant == "onednn_off":
         env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     prefix = ["-c", _DETERMINISTIC] if variant == "deterministic" else []

@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 from tf_twostage.stage1 import label_issues as issues_lib  # noqa: E402
 from tf_twostage.utils import io_utils  # noqa: E402
+from child_env import child_env  # noqa: E402  (benchmarks/)
 
 OWN_DATA = ["own:pair:0.4", "own:symmetric:0.5", "own:instance:0.3"]  # benchmarks/own_data.py's settings
 _CACHE = flags.DEFINE_string("cache", "/tmp/tf_twostage_label_issues", "Folder of the cached K-fold predictions.")
@@ -229,7 +230,8 @@ def scale_benchmark(num_examples: int, num_classes: int) -> dict:
     """Runs `_scale_child` in a fresh process (its peak RSS is its own) and returns what it reports."""
     command = [sys.executable, os.path.abspath(__file__), f"--scale_shape={num_examples},{num_classes}",
                "--_child"]
-    output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT,
+                            env=child_env()).stdout
     print(output.strip().splitlines()[-2] if output.strip() else "", flush=True)
     return io_utils.read_json(output.strip().splitlines()[-1])
 

@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tf_twostage.utils import io_utils  # noqa: E402
+from child_env import child_env  # noqa: E402  (benchmarks/)
 
 _WORKDIR = flags.DEFINE_string("workdir", os.path.join(ROOT, "runs", "oracle"), "Folder of the cells' runs.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds.")
@@ -52,7 +53,7 @@ def _run_cell(cell):
                    "--config=configs/mnist5k.py", f"--workdir={folder}", "--config.method=two_stage",
                    f"--config.noise.type={kind}", f"--config.noise.rate={rate}", f"--config.seed={seed}",
                    "--config.verbose=0", *_OVERRIDES.value]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(command, cwd=ROOT, env=child_env(), capture_output=True, text=True)
         if done.returncode:
             raise SystemExit(f"{folder}: failed:\n{done.stderr[-2000:]}")
     results = io_utils.read_json(os.path.join(folder, "results.json"))

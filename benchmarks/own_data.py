@@ -47,6 +47,7 @@ sys.path.insert(0, ROOT)
 
 from tf_twostage.utils import io_utils  # noqa: E402
 from own_data_images import PAIRS, colored_digits, noisy_labels  # noqa: E402,F401  (benchmarks/)
+from child_env import child_env  # noqa: E402  (benchmarks/)
 
 METHOD_ARGS = {
     "ce": ["--config.method=ce"],
@@ -148,7 +149,7 @@ def run_cell(method: str, root: str, seed: int, workdir: str) -> dict:
             return io_utils.read_json(results_path)
         code = KERAS_BASELINE.replace("SEED", str(seed)).replace("EPOCHS", str(_KERAS_EPOCHS.value))
         command = [sys.executable, "-c", code, root]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=child_env())
         if done.returncode:
             return {"error": done.stderr[-1000:]}
         test, val = (float(v) for v in done.stdout.split()[-2:])
@@ -164,7 +165,7 @@ def run_cell(method: str, root: str, seed: int, workdir: str) -> dict:
                *(["--config.data.clean=clean"] if os.path.isdir(os.path.join(root, "clean")) else []),
                *_OVERRIDES.value]
     if not os.path.exists(results_path):
-        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=child_env())
         if done.returncode:
             return {"error": done.stderr[-1000:], "command": shlex.join(command)}
     results = io_utils.read_json(results_path)

@@ -57,6 +57,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from child_env import child_env  # noqa: E402  (benchmarks/)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -321,7 +322,7 @@ def run_worker(worker: str, args: dict) -> dict:
                f"--ensemble_examples={args['ensemble_examples']}", f"--feed_model={args['feed_model']}",
                f"--feed_steps={args['feed_steps']}"]
     done = subprocess.run(command, capture_output=True, text=True, check=False,
-                          env=dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")))
+                          env=child_env())
     if done.returncode != 0:
         raise RuntimeError(f"scale worker {worker} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

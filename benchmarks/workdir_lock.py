@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from child_env import child_env  # noqa: E402  (benchmarks/)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +34,7 @@ def main():
     run_dir = os.path.join(args.workdir, "run")
     command = [sys.executable, os.path.join(ROOT, "bin", "run_experiment.py"), f"--config={args.config}",
                f"--workdir={run_dir}"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = child_env(TF_CPP_MIN_LOG_LEVEL="3")
     started = time.time()
     processes = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for _ in range(2)]

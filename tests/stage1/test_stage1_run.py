@@ -23,13 +23,17 @@ from tests.conftest import make_split
 from tests.conftest import ROOT, smoke_config as _smoke_config
 
 
-def test_recorder_keeps_the_best_validation_epoch_and_predicts_with_its_weights():
-    train, validation = make_split(40, 4, shape=(4, 4, 1)), make_split(12, 4, shape=(4, 4, 1), seed=1)
+def _tiny_model(metrics=()):
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(4),
                               keras.layers.Softmax()])
-    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy",
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    recorder = PredictionRecorder(train, validation, Preprocessor(), total_epochs=4, average_last=2)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy", metrics=list(metrics))
+    return model
+
+
+def test_recorder_keeps_the_best_validation_epoch_and_predicts_with_its_weights():
+    train, validation = make_split(40, 4, shape=(4, 4, 1)), make_split(12, 4, shape=(4, 4, 1), seed=1)
+    model = _tiny_model([keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    recorder = PredictionRecorder(train, validation, Preprocessor(), total_epochs=4)
     snapshots = []
     snapshot = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, l: snapshots.append(model.get_weights()))
     history = model.fit(
@@ -41,9 +45,31 @@ def test_recorder_keeps_the_best_validation_epoch_and_predicts_with_its_weights(
     assert recorder.best_epoch == best
     for restored, saved in zip(model.get_weights(), snapshots[best]):
         np.testing.assert_array_equal(restored, saved)
-    assert recorder.best_probabilities.shape == (40, 4)
+    np.testing.assert_allclose(recorder.best_probabilities, predict_probabilities(model, train, Preprocessor(), 64),
+                               atol=1e-6)
     assert recorder.best_validation_probabilities.shape == (12, 4)
+    assert recorder.epoch_probabilities == {} and recorder.averaged_probabilities() is None
+
+
+def test_recorder_averaging_the_last_epochs_copies_no_weights_and_leaves_the_last_ones():
+    train, validation = make_split(40, 4, shape=(4, 4, 1)), make_split(12, 4, shape=(4, 4, 1), seed=1)
+    model = _tiny_model()
+    snapshots = []
+
+    def peak_first(epoch, logs):  # validation accuracy peaks at epoch 0, then only falls
+        logs["val_accuracy"] = 1.0 - 0.1 * epoch
+        snapshots.append(model.get_weights())
+
+    recorder = PredictionRecorder(train, validation, Preprocessor(), total_epochs=4, average_last=2)
+    model.fit(supervised_dataset(train, Preprocessor(), 8, training=True), steps_per_epoch=5, epochs=4, verbose=0,
+              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=peak_first), recorder])
+    assert recorder.best_epoch == 0  # reported, but nothing is taken from it
+    assert recorder.best_weights is None and recorder.best_probabilities is None
+    for kept, last in zip(model.get_weights(), snapshots[-1]):
+        np.testing.assert_array_equal(kept, last)
     assert sorted(recorder.epoch_probabilities) == sorted(recorder.epoch_validation_probabilities) == [2, 3]
+    np.testing.assert_allclose(recorder.epoch_probabilities[3], predict_probabilities(model, train, Preprocessor(), 64),
+                               atol=1e-6)
     np.testing.assert_allclose(
         recorder.averaged_probabilities(),
         (recorder.epoch_probabilities[2] + recorder.epoch_probabilities[3]) / 2, rtol=1e-6)
@@ -54,6 +80,8 @@ def test_recorder_keeps_the_best_validation_epoch_and_predicts_with_its_weights(
     scalars, arrays = recorder.checkpoint_state()  # a resumed run averages the same epochs
     resumed = PredictionRecorder(train, validation, Preprocessor(), total_epochs=4, average_last=2)
     resumed.restore_state(scalars, arrays)
+    assert resumed.best_epoch == 0
+    np.testing.assert_array_equal(resumed.averaged_probabilities(), recorder.averaged_probabilities())
     np.testing.assert_array_equal(resumed.averaged_validation_probabilities(),
                                   recorder.averaged_validation_probabilities())
 
@@ -70,7 +98,7 @@ def test_average_ranking_chooses_no_epoch_and_leaves_the_last_weights(tmp_path, 
     monkeypatch.setattr(stage1_runs, "pretrain_with_recorder", pretrain)
     train_stage1(config, data, strategy, str(tmp_path / "a"))
     classifier, recorder, _ = seen[0]
-    assert recorder.restore_best is False  # see the unit test below for what it does
+    assert recorder.average_last == 2  # see the unit test above for what it does
     # Stage 2 continues from the last epoch (2), whatever epoch the noisy validation accuracy peaked at.
     np.testing.assert_allclose(predict_probabilities(classifier, data.validation, data.preprocessor, 64),
                                recorder.epoch_validation_probabilities[2], atol=1e-6)
@@ -84,32 +112,9 @@ def test_average_ranking_chooses_no_epoch_and_leaves_the_last_weights(tmp_path, 
 
     config.stage1.ranking = "best"  # the best epoch's weights stay with the model
     classifier, recorder, _ = pretrain_with_recorder(config, data, strategy, str(tmp_path / "c"))
-    assert recorder.restore_best is True
+    assert recorder.average_last == 0
     np.testing.assert_allclose(predict_probabilities(classifier, data.validation, data.preprocessor, 64),
                                recorder.best_validation_probabilities, atol=1e-6)
-
-
-def test_recorder_without_restore_best_leaves_the_last_weights_but_ranks_with_the_best():
-    train, validation = make_split(40, 4, shape=(4, 4, 1)), make_split(12, 4, shape=(4, 4, 1), seed=1)
-    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(4),
-                              keras.layers.Softmax()])
-    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
-    snapshots = []
-
-    def peak_first(epoch, logs):  # validation accuracy peaks at epoch 0, then only falls
-        logs["val_accuracy"] = 1.0 - 0.1 * epoch
-        snapshots.append(model.get_weights())
-
-    recorder = PredictionRecorder(train, validation, Preprocessor(), total_epochs=3, restore_best=False)
-    model.fit(supervised_dataset(train, Preprocessor(), 8, training=True), steps_per_epoch=5, epochs=3, verbose=0,
-              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=peak_first), recorder])
-    assert recorder.best_epoch == 0
-    for kept, last in zip(model.get_weights(), snapshots[-1]):
-        np.testing.assert_array_equal(kept, last)
-    first = keras.models.clone_model(model)
-    first.set_weights(snapshots[0])
-    np.testing.assert_allclose(recorder.best_probabilities,
-                               predict_probabilities(first, train, Preprocessor(), 64), atol=1e-6)
 
 
 def _stage1(tmp_path, **overrides):

@@ -94,9 +94,8 @@ def pretrain_with_recorder(config, data: PreparedData, strategy, workdir: str, s
         data.validation,
         data.preprocessor,
         total_epochs=stage1_epochs(config, len(data.train)),
-        average_last=int(config.stage1.average_last) if config.stage1.ranking == "average" else 0,
         # ranking=average chooses no epoch: Stage 2 continues from the last one, not the argmax of a noisy curve
-        restore_best=config.stage1.ranking != "average",
+        average_last=int(config.stage1.average_last) if config.stage1.ranking == "average" else 0,
         batch_size=eval_batch_size(config),
     )
     with strategy.scope():
