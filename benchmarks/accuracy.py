@@ -42,12 +42,16 @@ from child_env import child_env  # noqa: E402  (benchmarks/)
 TWO_STAGE = ["--config.method=two_stage"]
 # The mnist5k preset before 2026-11-29 (Stage 1 ranked with the best noisy-validation epoch, one round): rows
 # measured on it name these flags so that their command still runs what they measured.
-BEST_EPOCH = ["--config.stage1.ranking=best", "--config.stage1.average_last=5"]
+# Rows measured before the heavy-noise switch (stage1.heavy_noise_rate, 2026-11-29) turn it off: it changes
+# nothing below an estimated noise rate of 0.65, so only their symmetric 0.8 cells would run otherwise.
+NO_SWITCH = ["--config.stage1.heavy_noise_rate=0"]
+BEST_EPOCH = ["--config.stage1.ranking=best", "--config.stage1.average_last=5"] + NO_SWITCH
 BEST_EPOCH_ONE_ROUND = BEST_EPOCH + ["--config.stage2.rounds=1", "--config.stage2.reselect_keep=threshold"]
 # The flags the heavy-symmetric-noise rows share (README "Heavy symmetric noise").
 HEAVY_SYMMETRIC = TWO_STAGE + [
     "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage1.posterior=noisy",
-    "--config.stage1.propagation=pixels", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first"]
+    "--config.stage1.propagation=pixels", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first"
+] + NO_SWITCH
 METHOD_ARGS = {
     "ce": ["--config.method=ce"],
     "improved_baseline": ["--config.method=improved_baseline"],
@@ -115,11 +119,17 @@ METHOD_ARGS = {
     # ... one round (the preset since 2026-11-29 runs two, `*_rounds2_atleast_average20`).
     "two_stage_temporal_ensembling_average20": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.ranking=average",
-        "--config.stage1.average_last=20", "--config.stage2.rounds=1", "--config.stage2.reselect_keep=threshold"],
+        "--config.stage1.average_last=20", "--config.stage2.rounds=1", "--config.stage2.reselect_keep=threshold"
+    ] + NO_SWITCH,
     # ... with two rounds topped up: the flags the mnist5k preset took on 2026-11-29.
     "two_stage_temporal_ensembling_rounds2_atleast_average20": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.ranking=average",
-        "--config.stage1.average_last=20", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first"],
+        "--config.stage1.average_last=20", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first"
+    ] + NO_SWITCH,
+    # ... the preset without the heavy-noise switch (it only acts at an estimated noise rate above 0.65).
+    "two_stage_temporal_ensembling_no_switch": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling"]
+    + NO_SWITCH,
+    "improved_baseline_no_switch": ["--config.method=improved_baseline"] + NO_SWITCH,
     # The paper's recipe (configs/paper/mnist.py) on the embedded data: nothing tuned.
     "two_stage_paper": ["--config.data.name=mnist5k"],
     # The paper's recipe with one mnist5k deviation each (README: "Deviations of the mnist5k preset").

@@ -136,3 +136,15 @@ def test_the_second_round_ranks_with_the_propagated_posterior_when_stage1_does(t
     np.testing.assert_array_equal(np.load(tmp_path / RESELECTION_FILE)["kept"], expected)
     report = (tmp_path / "report.md").read_text()
     assert report.count("(ranked with the posterior propagated over pixels)") == 2  # Stage 1 and round 2
+
+
+def test_the_second_round_ranks_like_stage1_after_the_heavy_noise_switch(tmp_path):
+    config = smoke_config(**{"method": "two_stage", "stage2.rounds": 2, "stage2.reselect_threshold": 0.5,
+                             "stage1.propagation_neighbours": 5, "stage1.heavy_noise_rate": 1e-6})
+    results = run_experiment(config, str(tmp_path))
+    assert results["stage1"]["heavy_noise"]["switched"] and results["stage1"]["propagation"] == "pixels"
+    assert results["stage2_reselection"]["propagation"] == "pixels"  # the run's own config says none
+    assert any(entry["option"].startswith("the selection for lower noise") for entry in results["fallbacks"])
+    report = (tmp_path / "report.md").read_text()
+    assert report.count("(ranked with the posterior propagated over pixels)") == 2
+    assert "the selection for lower noise (stage1.heavy_noise_rate=1e-06): used stage1.posterior=noisy" in report

@@ -154,6 +154,7 @@ def _check_stage1(stage1) -> None:
     if not _is_number(stage1.gce_q) or not 0.0 < stage1.gce_q <= 1.0:
         raise ValueError(f"stage1.gce_q must be in (0, 1], got {stage1.gce_q!r}")
     _in_range("stage1.floor_fraction", stage1.floor_fraction, 0.0, 1.0)
+    _in_range("stage1.heavy_noise_rate", stage1.heavy_noise_rate, 0.0, 1.0)
     _in_range("stage1.clean_threshold", stage1.clean_threshold, 0.0, 1.0)
     _in_range("stage1.small_loss_probability", stage1.small_loss_probability, 0.0, 1.0)
     _integer("stage1.clean_epochs", stage1.clean_epochs, minimum=1)

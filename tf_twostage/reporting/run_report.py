@@ -331,6 +331,11 @@ def write_report(run_dirs: Sequence[str], output_dir: str, image_grids: bool = T
     if second:
         lines += ["## Second selection round (stage2.rounds=2: the Stage-2 model re-selects the labels)", "",
                   *second, ""]
+    instead = [f"- {_cell(run['name'])}: {_cell(entry['stage'])}: {_cell(entry['option'])}: used "
+               f"{_cell(entry['used'])} ({_cell(entry['reason'])})"
+               for run in usable for entry in run["results"].get("fallbacks") or []]
+    if instead:
+        lines += ["## What ran instead of what was asked (results.json[\"fallbacks\"])", "", *instead, ""]
     scores = [f"- {_cell(run['name'])}: {format_validation(validation)}" for run in usable
               for validation in [run["results"].get("validation")] if validation and validation.get("value") is not None]
     if scores:

@@ -21,14 +21,20 @@ FEATURE_SIDE = 32
 
 
 def check_propagation_size(config, data: PreparedData) -> None:
-    """Raises ValueError before any training when `stage1.propagation` cannot run on data this large."""
-    if config.stage1.propagation == "none":
-        return
+    """Raises ValueError before any training when `stage1.propagation`, or the heavy-noise switch that may
+    turn it on (`stage1.heavy_noise_rate`), cannot run on data this large."""
     count = max(len(data.train), len(data.validation))
-    if count > MAX_EXAMPLES:
+    if count <= MAX_EXAMPLES:
+        return
+    if config.stage1.propagation != "none":
         raise ValueError(
             f"stage1.propagation={config.stage1.propagation} compares every pair of images and allows at most "
             f"{MAX_EXAMPLES:,} per split; this run's largest split has {count:,}: set stage1.propagation=none")
+    if float(config.stage1.heavy_noise_rate) > 0:
+        raise ValueError(
+            f"stage1.heavy_noise_rate={config.stage1.heavy_noise_rate:g} may switch on stage1.propagation=pixels, "
+            f"which compares every pair of images and allows at most {MAX_EXAMPLES:,} per split; this run's "
+            f"largest split has {count:,}: set stage1.heavy_noise_rate=0")
 
 
 def pixel_features(split: ImageSplit, preprocessor, batch_size: int) -> np.ndarray:

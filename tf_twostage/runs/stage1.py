@@ -36,6 +36,7 @@ from tf_twostage.baselines.transition import estimate_transition_matrix
 from tf_twostage.stage1.clusters import estimate_transition_by_clusters
 from tf_twostage.stage1.quality import selection_quality
 from tf_twostage.stage1.small_loss import select_small_loss
+from tf_twostage.runs.heavy_noise import heavy_noise_decision, with_overrides
 from tf_twostage.runs.propagation import propagate_split
 from absl import logging
 
@@ -293,6 +294,15 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
     arrays = load_stage1_predictions(workdir, data)
     rule = effective_rule(config, data)
     transition, fallbacks = None, []
+    heavy = (heavy_noise_decision(config, arrays["train_probabilities"], data.train.labels)
+             if rule in CONFIDENCE_RULES else None)
+    if heavy and heavy["switched"]:  # tf_twostage.runs.heavy_noise
+        config = with_overrides(config, heavy["overrides"])
+        fallbacks.append(fallback_record(
+            "stage1", f"the selection for lower noise (stage1.heavy_noise_rate={heavy['heavy_noise_rate']:g})",
+            ", ".join(f"stage1.{key}={value}" for key, value in heavy["overrides"].items()),
+            f"the noise rate estimated from the pre-trained posteriors is {heavy['estimated_noise_rate']:.2f}, "
+            f"above {heavy['heavy_noise_rate']:g}"))
     noisy = {split: arrays.get(f"{split}_probabilities") for split in ("train", "validation")}
     posterior = config.stage1.posterior if rule in CONFIDENCE_RULES else "scores"
     if config.stage1.posterior == "corrected" and rule in CONFIDENCE_RULES:
@@ -331,6 +341,8 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
                  propagation=config.stage1.propagation if rule in CONFIDENCE_RULES else "none")
     if transition is not None:
         stats["estimated_transition_matrix"] = transition.tolist()
+    if heavy is not None:
+        stats["heavy_noise"] = heavy
     folder = stage1_dir(workdir)
 
     validation_kept = np.zeros(len(data.validation), bool)

@@ -98,3 +98,17 @@ def estimate_transition_by_clusters(probabilities, seed: int = 0, restarts: int 
     matrix[class_of] = centers[cluster_of]
     matrix = np.clip(matrix, 0.0, None)
     return matrix / matrix.sum(axis=1, keepdims=True)
+
+
+def estimated_noise_rate(transition, noisy_labels) -> float:
+    """The share of wrong labels that a transition estimate `T[clean, noisy]` implies: 1 - sum_c w_c T[c, c],
+    weighted by the noisy labels' class shares `w` (a proxy for the clean prior, which is unknown)."""
+    transition = np.asarray(transition, np.float64)
+    num_classes = transition.shape[0]
+    if transition.ndim != 2 or transition.shape != (num_classes, num_classes):
+        raise ValueError(f"transition must be a square matrix, got shape {transition.shape}")
+    labels = np.asarray(noisy_labels)
+    if labels.ndim != 1 or not len(labels) or labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"noisy_labels must be a non-empty 1-D array of labels in [0, {num_classes})")
+    shares = np.bincount(labels, minlength=num_classes) / len(labels)
+    return float(1.0 - np.sum(shares * np.diag(transition)))
