@@ -43,6 +43,7 @@ LATER_STAGE_KEYS = {
     "stage1.propagation": "selection",
     "stage1.propagation_neighbours": "selection",
     "stage1.propagation_alpha": "selection",
+    "stage1.heavy_noise_rate": "selection",  # decided from the recorded Stage-1 predictions
     "stage1.clean_threshold": "selection",
     "baselines.filter_percentile": "selection",  # the corrected posterior's transition estimate
     "stage2.": "training",  # every Stage-2 key
