@@ -100,7 +100,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.propagation_alpha = 0.9  # how far labels spread: F = (I - alpha S)^-1 P, alpha in [0, 1)
     # > 0: when the noise rate implied by the transition matrix estimated from the pre-trained posteriors
     # (cluster estimate) is above this, select for heavy noise instead: posterior=noisy, propagation=pixels,
-    # floor 3/4 of the labels the estimate says are right (tf_twostage.runs.heavy_noise). 0: never.
+    # floor 3/4 of the labels estimated right, to 5% (tf_twostage.runs.heavy_noise). 0: never.
     config.stage1.heavy_noise_rate = 0.0
     # rule=small_loss / confident_or_small_loss: keep a label when its probability of belonging to its class's
     # small-loss component (two-Gaussian mixture on -log P(label|x), tf_twostage.stage1.small_loss) is >= this.
