@@ -13,7 +13,7 @@ the transition matrix estimated from the pre-trained posteriors (`tf_twostage.st
 Under the switch: `stage1.posterior=noisy`, `stage1.propagation=pixels` and a floor of `HEAVY_FLOOR_SHARE`
 of the labels the estimate says are right (1 - rate; at 0.8, 15% of each class), to the nearest
 `HEAVY_FLOOR_STEP` and never below the configured floor. The step keeps float rounding out of the floor:
-unrounded, oneDNN on vs off moved the estimate of one run by 0.015 and its kept share by 1.1 points. The
+unrounded, oneDNN on vs off moved the estimate of one run by 0.014 and its kept share by 1.1 points. The
 second selection round (`stage2.rounds=2`) ranks the same way.
 """
 
