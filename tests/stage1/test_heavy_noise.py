@@ -5,7 +5,8 @@ import pytest
 
 from tf_twostage.config.checks import validate_config
 from tf_twostage.runs.experiment import METHODS, check_preconditions
-from tf_twostage.runs.heavy_noise import heavy_noise_decision, heavy_noise_overrides, selection_config
+from tf_twostage.runs.heavy_noise import (cluster_transition, heavy_noise_decision, heavy_noise_overrides,
+                                          selection_config)
 from tf_twostage.runs.propagation import propagate_split
 from tf_twostage.runs.stage1 import load_selection, select_labels
 from tf_twostage.stage1.clusters import estimated_noise_rate
@@ -48,11 +49,12 @@ def test_the_switch_decides_from_the_cluster_estimate_of_the_posteriors_alone():
     probabilities = np.clip(probabilities, 1e-3, None)
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     noisy = np.array([rng.choice(4, p=transition[c]) for c in clean])
-    assert heavy_noise_decision(smoke_config(**{"stage1.heavy_noise_rate": 0.0}), probabilities, noisy) is None
-    decision = heavy_noise_decision(smoke_config(**{"stage1.heavy_noise_rate": 0.5}), probabilities, noisy)
+    estimate = cluster_transition(smoke_config(), probabilities)
+    assert heavy_noise_decision(smoke_config(**{"stage1.heavy_noise_rate": 0.0}), estimate, noisy) is None
+    decision = heavy_noise_decision(smoke_config(**{"stage1.heavy_noise_rate": 0.5}), estimate, noisy)
     assert decision["estimated_noise_rate"] == pytest.approx(0.6, abs=0.03)
     assert decision["switched"] and decision["overrides"]["propagation"] == "pixels"
-    decision = heavy_noise_decision(smoke_config(**{"stage1.heavy_noise_rate": 0.7}), probabilities, noisy)
+    decision = heavy_noise_decision(smoke_config(**{"stage1.heavy_noise_rate": 0.7}), estimate, noisy)
     assert not decision["switched"] and decision["overrides"] == {}
 
 

@@ -43,13 +43,18 @@ def with_overrides(config, overrides: dict):
     return copy
 
 
-def heavy_noise_decision(config, probabilities, noisy_labels) -> Optional[dict]:
-    """None when the switch is off (`stage1.heavy_noise_rate` = 0); else the estimated noise rate, whether
-    it is above the switch's rate (`switched`), and the `stage1` overrides applied when it is."""
+def cluster_transition(config, probabilities):
+    """The transition matrix the switch reads: the cluster estimate of `probabilities` (seeded by the run)."""
+    return estimate_transition_by_clusters(probabilities, seed=int(config.seed))
+
+
+def heavy_noise_decision(config, transition, noisy_labels) -> Optional[dict]:
+    """None when the switch is off (`stage1.heavy_noise_rate` = 0); else the noise rate that `transition`
+    (`cluster_transition` of the pre-trained posteriors) implies, whether it is above the switch's rate
+    (`switched`), and the `stage1` overrides applied when it is."""
     above = float(config.stage1.heavy_noise_rate)
     if above <= 0:
         return None
-    transition = estimate_transition_by_clusters(probabilities, seed=int(config.seed))
     rate = estimated_noise_rate(transition, noisy_labels)
     switched = rate > above
     return {"estimated_noise_rate": rate, "heavy_noise_rate": above, "switched": bool(switched),

@@ -33,10 +33,9 @@ from tf_twostage.stage1.callback import RANKINGS, PredictionRecorder
 from tf_twostage.runs.pretrain import stage1_epochs, train_cross_entropy
 from tf_twostage.baselines.losses import GeneralizedCrossEntropy
 from tf_twostage.baselines.transition import estimate_transition_matrix
-from tf_twostage.stage1.clusters import estimate_transition_by_clusters
 from tf_twostage.stage1.quality import selection_quality
 from tf_twostage.stage1.small_loss import select_small_loss
-from tf_twostage.runs.heavy_noise import heavy_noise_decision, with_overrides
+from tf_twostage.runs.heavy_noise import cluster_transition, heavy_noise_decision, with_overrides
 from tf_twostage.runs.propagation import propagate_split
 from absl import logging
 
@@ -262,7 +261,7 @@ def estimate_transition(config, probabilities) -> np.ndarray:
     """The transition matrix `stage1.posterior=corrected` inverts: anchor points (Patrini et al.) or, with
     `stage1.transition=clusters`, cluster means of the posteriors (no anchors; survives flips above 0.5)."""
     if config.stage1.transition == "clusters":
-        return estimate_transition_by_clusters(probabilities, seed=int(config.seed))
+        return cluster_transition(config, probabilities)
     return estimate_transition_matrix(probabilities, float(config.baselines.filter_percentile))
 
 
@@ -294,8 +293,10 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
     arrays = load_stage1_predictions(workdir, data)
     rule = effective_rule(config, data)
     transition, fallbacks = None, []
-    heavy = (heavy_noise_decision(config, arrays["train_probabilities"], data.train.labels)
-             if rule in CONFIDENCE_RULES else None)
+    # The switch reads the cluster estimate; the corrected posterior below reuses it when it inverts the same one.
+    clusters = (cluster_transition(config, arrays["train_probabilities"])
+                if rule in CONFIDENCE_RULES and float(config.stage1.heavy_noise_rate) > 0 else None)
+    heavy = heavy_noise_decision(config, clusters, data.train.labels) if clusters is not None else None
     if heavy and heavy["switched"]:  # tf_twostage.runs.heavy_noise
         config = with_overrides(config, heavy["overrides"])
         fallbacks.append(fallback_record(
@@ -306,7 +307,8 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
     noisy = {split: arrays.get(f"{split}_probabilities") for split in ("train", "validation")}
     posterior = config.stage1.posterior if rule in CONFIDENCE_RULES else "scores"
     if config.stage1.posterior == "corrected" and rule in CONFIDENCE_RULES:
-        transition = estimate_transition(config, arrays["train_probabilities"])
+        transition = (clusters if clusters is not None and config.stage1.transition == "clusters"
+                      else estimate_transition(config, arrays["train_probabilities"]))
         problem = transition_problem(transition)
         if problem is None:
             for split in ("train", "validation"):
