@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tf_twostage.config.checks import validate_config
+from tf_twostage.runs import experiment
 from tf_twostage.runs.experiment import METHODS, run_experiment
 from tf_twostage.runs.reselection import RESELECTION_FILE, ROUND1_PREDICTIONS_FILE
 from tf_twostage.data.prepare import prepare_data
@@ -138,13 +139,24 @@ def test_the_second_round_ranks_with_the_propagated_posterior_when_stage1_does(t
     assert report.count("(ranked with the posterior propagated over pixels)") == 2  # Stage 1 and round 2
 
 
-def test_the_second_round_ranks_like_stage1_after_the_heavy_noise_switch(tmp_path):
+def test_the_second_round_ranks_like_stage1_after_the_heavy_noise_switch(tmp_path, monkeypatch):
     config = smoke_config(**{"method": "two_stage", "stage2.rounds": 2, "stage2.reselect_threshold": 0.5,
-                             "stage1.propagation_neighbours": 5, "stage1.heavy_noise_rate": 1e-6})
+                             "stage1.propagation_neighbours": 5, "stage1.heavy_noise_rate": 1e-6,
+                             "model.dropout": 0.5, "stage2.dropout": 0.2})
+    dropouts, train_stage2 = [], experiment.train_stage2
+
+    def recording(config, *args, **kwargs):
+        dropouts.append(config.stage2.dropout)
+        return train_stage2(config, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_stage2", recording)
     results = run_experiment(config, str(tmp_path))
     assert results["stage1"]["heavy_noise"]["switched"] and results["stage1"]["propagation"] == "pixels"
+    # Both Stage-2 rounds train with the pre-training's dropout, not the lower one the config gives Stage 2.
+    assert dropouts == [0.5, 0.5] and results["stage1"]["heavy_noise"]["stage2_overrides"] == {"dropout": 0.5}
     assert results["stage2_reselection"]["propagation"] == "pixels"  # the run's own config says none
     assert any(entry["option"].startswith("the selection for lower noise") for entry in results["fallbacks"])
     report = (tmp_path / "report.md").read_text()
     assert report.count("(ranked with the posterior propagated over pixels)") == 2
     assert "the selection for lower noise (stage1.heavy_noise_rate=1e-06): used stage1.posterior=noisy" in report
+    assert "stage2.dropout=0.5" in report

@@ -6,7 +6,7 @@ import pytest
 from tf_twostage.config.checks import validate_config
 from tf_twostage.runs.experiment import METHODS, check_preconditions
 from tf_twostage.runs.heavy_noise import (cluster_transition, heavy_noise_decision, heavy_noise_overrides,
-                                          selection_config)
+                                          selection_config, stage2_overrides, training_config)
 from tf_twostage.runs.propagation import propagate_split
 from tf_twostage.runs.stage1 import load_selection, select_labels
 from tf_twostage.stage1.clusters import estimated_noise_rate
@@ -66,6 +66,17 @@ def test_selection_config_applies_the_overrides_only_when_stage1_switched():
         "posterior": "noisy", "propagation": "pixels", "floor_fraction": 0.15}}})
     assert (switched.stage1.propagation, switched.stage1.floor_fraction) == ("pixels", 0.15)
     assert config.stage1.propagation == "none"  # the run's own config is not touched
+
+
+def test_under_the_switch_stage2_trains_with_the_pretrainings_dropout_when_its_own_is_lower():
+    assert stage2_overrides(smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.2})) == {"dropout": 0.5}
+    assert stage2_overrides(smoke_config(**{"model.dropout": 0.5})) == {}  # unset: Stage 2 has the model's
+    assert stage2_overrides(smoke_config(**{"model.dropout": 0.2, "stage2.dropout": 0.5})) == {}  # not raised
+    config = smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.2})
+    assert training_config(config, {}) is config
+    assert training_config(config, {"heavy_noise": {"switched": True, "overrides": {}}}) is config  # older record
+    switched = training_config(config, {"heavy_noise": {"switched": True, "stage2_overrides": {"dropout": 0.5}}})
+    assert (switched.stage2.dropout, config.stage2.dropout) == (0.5, 0.2)
 
 
 def test_a_switched_selection_is_the_noisy_posterior_propagated_with_the_scaled_floor(stage1_run):

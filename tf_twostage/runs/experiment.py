@@ -41,7 +41,7 @@ from tf_twostage.training.precision import set_dtype_policy
 from tf_twostage.training.resume import remove_checkpoints
 from tf_twostage.reporting.run_report import write_report
 from tf_twostage.runs.pretrain import train_cross_entropy
-from tf_twostage.runs.heavy_noise import selection_config
+from tf_twostage.runs.heavy_noise import selection_config, training_config
 from tf_twostage.runs.propagation import check_propagation_size
 from tf_twostage.runs.stage1 import (
     PREDICTIONS_FILE,
@@ -90,14 +90,14 @@ def _with_balance(config, balance: bool):
 def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
     """`method=two_stage`: Stage 1 (pre-train, select labels), then Stage 2 (semi-supervised)."""
     stats = run_stage1(config, data, strategy, workdir)
+    selecting, config = selection_config(config, stats), training_config(config, stats)
     plan = plan_validation(config, data, load_refined_validation(workdir, data), anneals=True)
     kept, outcome, histories = load_selection(workdir, data), {}, {}
     if int(config.stage2.rounds) == 2:  # tf_twostage.runs.reselection
         first, histories = train_stage2(config, data, kept, strategy, workdir, weights_path(workdir),
                                         validation_positions=plan.positions, validation_split=plan.split,
                                         stage_name="stage2_round1", finetune=False)
-        kept, outcome["stage2_reselection"] = reselect_labels(selection_config(config, stats), data, first, kept,
-                                                              workdir)
+        kept, outcome["stage2_reselection"] = reselect_labels(selecting, data, first, kept, workdir)
         outcome["fallbacks"] = outcome["stage2_reselection"]["fallbacks"]
         del first
         release_memory()
