@@ -159,4 +159,4 @@ def test_the_second_round_ranks_like_stage1_after_the_heavy_noise_switch(tmp_pat
     report = (tmp_path / "report.md").read_text()
     assert report.count("(ranked with the posterior propagated over pixels)") == 2
     assert "the selection for lower noise (stage1.heavy_noise_rate=1e-06): used stage1.posterior=noisy" in report
-    assert "stage2.dropout=0.5" in report
+    assert "stage2.dropout=0.2 under the heavy-noise switch: used stage2.dropout=0.5" in report

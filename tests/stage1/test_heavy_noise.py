@@ -73,10 +73,14 @@ def test_under_the_switch_stage2_trains_with_the_pretrainings_dropout_when_its_o
     assert stage2_overrides(smoke_config(**{"model.dropout": 0.5})) == {}  # unset: Stage 2 has the model's
     assert stage2_overrides(smoke_config(**{"model.dropout": 0.2, "stage2.dropout": 0.5})) == {}  # not raised
     config = smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.2})
-    assert training_config(config, {}) is config
-    assert training_config(config, {"heavy_noise": {"switched": True, "overrides": {}}}) is config  # older record
-    switched = training_config(config, {"heavy_noise": {"switched": True, "stage2_overrides": {"dropout": 0.5}}})
-    assert (switched.stage2.dropout, config.stage2.dropout) == (0.5, 0.2)
+    assert training_config(config, {}) == (config, {})
+    assert training_config(config, {"heavy_noise": {"switched": False, "overrides": {}}}) == (config, {})
+    switched, overrides = training_config(config, {"heavy_noise": {"switched": True, "overrides": {}}})
+    assert overrides == {"dropout": 0.5} and (switched.stage2.dropout, config.stage2.dropout) == (0.5, 0.2)
+    # Read off the config as it is now: a Stage-2 dropout above the pre-training's, given after the selection
+    # was recorded, is left alone.
+    higher = smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.7})
+    assert training_config(higher, {"heavy_noise": {"switched": True, "overrides": {}}}) == (higher, {})
 
 
 def test_a_switched_selection_is_the_noisy_posterior_propagated_with_the_scaled_floor(stage1_run):

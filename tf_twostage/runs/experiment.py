@@ -46,6 +46,7 @@ from tf_twostage.runs.propagation import check_propagation_size
 from tf_twostage.runs.stage1 import (
     PREDICTIONS_FILE,
     WEIGHTS_FILE,
+    fallback_record,
     load_refined_validation,
     load_selection,
     select_labels,
@@ -90,15 +91,23 @@ def _with_balance(config, balance: bool):
 def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
     """`method=two_stage`: Stage 1 (pre-train, select labels), then Stage 2 (semi-supervised)."""
     stats = run_stage1(config, data, strategy, workdir)
-    selecting, config = selection_config(config, stats), training_config(config, stats)
+    selecting, (training, overrides) = selection_config(config, stats), training_config(config, stats)
+    kept, outcome, histories = load_selection(workdir, data), {"fallbacks": []}, {}
+    if overrides:  # tf_twostage.runs.heavy_noise: Stage 2 as regularized as the pre-training
+        stats["heavy_noise"]["stage2_overrides"] = overrides
+        outcome["fallbacks"].append(fallback_record(
+            "stage2", f"stage2.dropout={config.stage2.dropout:g} under the heavy-noise switch",
+            ", ".join(f"stage2.{key}={value:g}" for key, value in overrides.items()),
+            f"the noise rate estimated from the pre-trained posteriors is "
+            f"{stats['heavy_noise']['estimated_noise_rate']:.2f}, above {stats['heavy_noise']['heavy_noise_rate']:g}"))
+    config = training
     plan = plan_validation(config, data, load_refined_validation(workdir, data), anneals=True)
-    kept, outcome, histories = load_selection(workdir, data), {}, {}
     if int(config.stage2.rounds) == 2:  # tf_twostage.runs.reselection
         first, histories = train_stage2(config, data, kept, strategy, workdir, weights_path(workdir),
                                         validation_positions=plan.positions, validation_split=plan.split,
                                         stage_name="stage2_round1", finetune=False)
         kept, outcome["stage2_reselection"] = reselect_labels(selecting, data, first, kept, workdir)
-        outcome["fallbacks"] = outcome["stage2_reselection"]["fallbacks"]
+        outcome["fallbacks"] += outcome["stage2_reselection"]["fallbacks"]
         del first
         release_memory()
     classifier, last_round = train_stage2(

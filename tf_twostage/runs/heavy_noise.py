@@ -69,8 +69,7 @@ def heavy_noise_decision(config, transition, noisy_labels) -> Optional[dict]:
     rate = estimated_noise_rate(transition, noisy_labels)
     switched = rate > above
     return {"estimated_noise_rate": rate, "heavy_noise_rate": above, "switched": bool(switched),
-            "overrides": heavy_noise_overrides(config, rate) if switched else {},
-            "stage2_overrides": stage2_overrides(config) if switched else {}}
+            "overrides": heavy_noise_overrides(config, rate) if switched else {}}
 
 
 def selection_config(config, stats: dict):
@@ -81,12 +80,13 @@ def selection_config(config, stats: dict):
 
 
 def training_config(config, stats: dict):
-    """The config Stage 2 trains with: `config`, or with the switch's `stage2` overrides when Stage 1's
-    statistics say it switched (decisions recorded before those existed carry none)."""
-    overrides = (stats.get("heavy_noise") or {}).get("stage2_overrides") or {}
+    """(the config Stage 2 trains with, the `stage2` overrides it got): `config` and none, or, when Stage 1's
+    statistics say the switch fired, a copy with `stage2_overrides` of the config as it is now (Stage-2 keys
+    may change after the selection was recorded)."""
+    overrides = stage2_overrides(config) if (stats.get("heavy_noise") or {}).get("switched") else {}
     if not overrides:
-        return config
+        return config, {}
     copy = config.copy_and_resolve_references()
     for key, value in overrides.items():
         copy.stage2[key] = value
-    return copy
+    return copy, overrides

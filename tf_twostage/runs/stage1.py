@@ -301,8 +301,7 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
         config = with_overrides(config, heavy["overrides"])
         fallbacks.append(fallback_record(
             "stage1", f"the selection for lower noise (stage1.heavy_noise_rate={heavy['heavy_noise_rate']:g})",
-            ", ".join([f"stage1.{key}={value}" for key, value in heavy["overrides"].items()]
-                      + [f"stage2.{key}={value}" for key, value in heavy.get("stage2_overrides", {}).items()]),
+            ", ".join(f"stage1.{key}={value}" for key, value in heavy["overrides"].items()),
             f"the noise rate estimated from the pre-trained posteriors is {heavy['estimated_noise_rate']:.2f}, "
             f"above {heavy['heavy_noise_rate']:g}"))
     noisy = {split: arrays.get(f"{split}_probabilities") for split in ("train", "validation")}
