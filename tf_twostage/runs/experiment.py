@@ -41,7 +41,7 @@ from tf_twostage.training.precision import set_dtype_policy
 from tf_twostage.training.resume import remove_checkpoints
 from tf_twostage.reporting.run_report import write_report
 from tf_twostage.runs.pretrain import train_cross_entropy
-from tf_twostage.runs.heavy_noise import selection_config, training_config
+from tf_twostage.runs.heavy_noise import selection_config, switch_reason, training_config
 from tf_twostage.runs.propagation import check_propagation_size
 from tf_twostage.runs.stage1 import (
     PREDICTIONS_FILE,
@@ -98,8 +98,7 @@ def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
         outcome["fallbacks"].append(fallback_record(
             "stage2", f"stage2.dropout={config.stage2.dropout:g} under the heavy-noise switch",
             ", ".join(f"stage2.{key}={value:g}" for key, value in overrides.items()),
-            f"the noise rate estimated from the pre-trained posteriors is "
-            f"{stats['heavy_noise']['estimated_noise_rate']:.2f}, above {stats['heavy_noise']['heavy_noise_rate']:g}"))
+            switch_reason(stats["heavy_noise"])))
     config = training
     plan = plan_validation(config, data, load_refined_validation(workdir, data), anneals=True)
     if int(config.stage2.rounds) == 2:  # tf_twostage.runs.reselection

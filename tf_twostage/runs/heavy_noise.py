@@ -72,6 +72,12 @@ def heavy_noise_decision(config, transition, noisy_labels) -> Optional[dict]:
             "overrides": heavy_noise_overrides(config, rate) if switched else {}}
 
 
+def switch_reason(decision: dict) -> str:
+    """Why the switch fired, for the fallback records of the stages it changes."""
+    return (f"the noise rate estimated from the pre-trained posteriors is {decision['estimated_noise_rate']:.2f}, "
+            f"above {decision['heavy_noise_rate']:g}")
+
+
 def selection_config(config, stats: dict):
     """The config the selections of a run rank with: `config`, or with the switch's overrides when Stage 1's
     statistics (`stats["heavy_noise"]`) say it switched."""

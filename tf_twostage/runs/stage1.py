@@ -35,7 +35,7 @@ from tf_twostage.baselines.losses import GeneralizedCrossEntropy
 from tf_twostage.baselines.transition import estimate_transition_matrix
 from tf_twostage.stage1.quality import selection_quality
 from tf_twostage.stage1.small_loss import select_small_loss
-from tf_twostage.runs.heavy_noise import cluster_transition, heavy_noise_decision, with_overrides
+from tf_twostage.runs.heavy_noise import cluster_transition, heavy_noise_decision, switch_reason, with_overrides
 from tf_twostage.runs.propagation import propagate_split
 from absl import logging
 
@@ -302,8 +302,7 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
         fallbacks.append(fallback_record(
             "stage1", f"the selection for lower noise (stage1.heavy_noise_rate={heavy['heavy_noise_rate']:g})",
             ", ".join(f"stage1.{key}={value}" for key, value in heavy["overrides"].items()),
-            f"the noise rate estimated from the pre-trained posteriors is {heavy['estimated_noise_rate']:.2f}, "
-            f"above {heavy['heavy_noise_rate']:g}"))
+            switch_reason(heavy)))
     noisy = {split: arrays.get(f"{split}_probabilities") for split in ("train", "validation")}
     posterior = config.stage1.posterior if rule in CONFIDENCE_RULES else "scores"
     if config.stage1.posterior == "corrected" and rule in CONFIDENCE_RULES:
