@@ -47,6 +47,10 @@ TWO_STAGE = ["--config.method=two_stage"]
 # Rows measured before Stage 2's dropout in the mnist5k preset went from 0.5 (model.dropout) to 0.2 (2026-11-30)
 # pin the former value; every row that turns the switch off predates that too.
 STAGE2_DROPOUT05 = ["--config.stage2.dropout=0.5"]
+# Rows measured before the heavy-noise switch spread Stage 1's posterior further over the pixel graph
+# (stage1.heavy_noise_alpha 0.99, 2026-11-30; before: propagation_alpha's 0.9) pin the former value: it changes
+# only the cells that switch (symmetric 0.8 here).
+SWITCH_ALPHA09 = ["--config.stage1.heavy_noise_alpha=0.9"]
 NO_SWITCH = ["--config.stage1.heavy_noise_rate=0"] + STAGE2_DROPOUT05
 BEST_EPOCH = ["--config.stage1.ranking=best", "--config.stage1.average_last=5"] + NO_SWITCH
 BEST_EPOCH_ONE_ROUND = BEST_EPOCH + ["--config.stage2.rounds=1", "--config.stage2.reselect_keep=threshold"]
@@ -135,22 +139,28 @@ METHOD_ARGS = {
     "improved_baseline_no_switch": ["--config.method=improved_baseline"] + NO_SWITCH,
     # The preset with a wider MLP (2026-11-30, README "Wider networks"): 512 units a layer throughout ...
     "two_stage_temporal_ensembling_mlp512": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling",
-                                                         "--config.model.hidden_units=(512, 512)"] + STAGE2_DROPOUT05,
+                                                         "--config.model.hidden_units=(512, 512)"] + STAGE2_DROPOUT05
+    + SWITCH_ALPHA09,
     # ... with dropout 0.7 in the pre-training (Stage 2 keeps 0.5) ...
     "two_stage_temporal_ensembling_mlp512_dropout07": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling", "--config.model.hidden_units=(512, 512)",
-        "--config.model.dropout=0.7", "--config.stage2.dropout=0.5"],
+        "--config.model.dropout=0.7", "--config.stage2.dropout=0.5"] + SWITCH_ALPHA09,
     # ... or with 20 pre-training epochs (the last 10 averaged) instead of 40 (the last 20).
     "two_stage_temporal_ensembling_mlp512_epochs20": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling", "--config.model.hidden_units=(512, 512)",
-        "--config.stage1.epochs=20", "--config.stage1.average_last=10"] + STAGE2_DROPOUT05,
+        "--config.stage1.epochs=20", "--config.stage1.average_last=10"] + STAGE2_DROPOUT05 + SWITCH_ALPHA09,
     # The preset (128 units) with less dropout in Stage 2 alone (Stage 1's selection is the preset's): the flag
     # the mnist5k preset took on 2026-11-30 (README "The mnist5k preset since 2026-11-30") ...
     "two_stage_temporal_ensembling_stage2_dropout02": TWO_STAGE + [
-        "--config.stage2.algorithm=temporal_ensembling", "--config.stage2.dropout=0.2"],
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage2.dropout=0.2"] + SWITCH_ALPHA09,
     # ... and the preset before it (Stage 2 at the pre-training's dropout, 0.5).
     "two_stage_temporal_ensembling_stage2_dropout05": TWO_STAGE + [
-        "--config.stage2.algorithm=temporal_ensembling"] + STAGE2_DROPOUT05,
+        "--config.stage2.algorithm=temporal_ensembling"] + STAGE2_DROPOUT05 + SWITCH_ALPHA09,
+    # The preset before the heavy-noise switch spread Stage 1's posterior at 0.99 (2026-11-30): it ranked at
+    # 0.9 like the second round (README "The heavy-noise switch").
+    "two_stage_temporal_ensembling_switch_alpha09": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling"]
+    + SWITCH_ALPHA09,
+    "improved_baseline_switch_alpha09": ["--config.method=improved_baseline"] + SWITCH_ALPHA09,
     # The paper's recipe (configs/paper/mnist.py) on the embedded data: nothing tuned.
     "two_stage_paper": ["--config.data.name=mnist5k"],
     # The paper's recipe with one mnist5k deviation each (README: "Deviations of the mnist5k preset").

@@ -9,7 +9,7 @@ from tf_twostage.data.source import ImageSplit
 from tf_twostage.runs.experiment import METHODS, check_preconditions
 from tf_twostage.runs.propagation import pixel_features, propagate_split
 from tf_twostage.runs.stage1 import load_selection, select_labels
-from tf_twostage.stage1.propagation import neighbour_graph, propagate, propagated_posterior
+from tf_twostage.stage1.propagation import iterations_for, neighbour_graph, propagate, propagated_posterior
 from tf_twostage.stage1.selection import select_confident_labels
 from tests.conftest import smoke_config
 
@@ -48,7 +48,9 @@ def test_propagation_pulls_an_outlier_posterior_towards_its_neighbours():
     np.testing.assert_allclose(propagate(probabilities, indices, weights, alpha=0.0), probabilities)
 
 
-def test_propagation_solves_the_closed_form():
+@pytest.mark.parametrize("alpha", [0.8, 0.99])
+def test_propagation_solves_the_closed_form(alpha):
+    # 0.99 (the heavy-noise switch's): a fixed 200 steps would leave 0.99^200 = 13% of the series out.
     rng = np.random.default_rng(0)
     features = rng.normal(size=(40, 5))
     probabilities = rng.dirichlet(np.ones(3), size=40)
@@ -58,9 +60,14 @@ def test_propagation_solves_the_closed_form():
     dense = dense + dense.T
     scale = 1.0 / np.sqrt(dense.sum(axis=1))
     normalized = dense * scale[:, None] * scale[None, :]
-    expected = np.linalg.solve(np.eye(40) - 0.8 * normalized, probabilities)
+    expected = np.linalg.solve(np.eye(40) - alpha * normalized, probabilities)
     expected /= expected.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(propagate(probabilities, indices, weights, alpha=0.8), expected, atol=1e-8)
+    np.testing.assert_allclose(propagate(probabilities, indices, weights, alpha=alpha), expected, atol=1e-8)
+
+
+def test_the_solve_runs_until_the_series_tail_is_negligible_and_at_least_200_steps():
+    assert [iterations_for(alpha) for alpha in (0.0, 0.5, 0.9, 0.99)] == [200, 200, 200, 2062]
+    assert all(alpha ** iterations_for(alpha) <= 1e-9 for alpha in (0.5, 0.9, 0.95, 0.99, 0.999))
 
 
 def test_propagation_refuses_a_bad_alpha_and_a_graph_of_another_size():
@@ -80,7 +87,8 @@ def test_config_checks_name_the_bad_propagation_value():
     for key, value, message in (
             ("propagation", "features", r"stage1.propagation must be one of none, pixels; got 'features'"),
             ("propagation_neighbours", 0, r"stage1.propagation_neighbours"),
-            ("propagation_alpha", 1.0, r"stage1.propagation_alpha must be in \[0, 1\), got 1.0")):
+            ("propagation_alpha", 1.0, r"stage1.propagation_alpha must be in \[0, 1\), got 1.0"),
+            ("heavy_noise_alpha", -0.1, r"stage1.heavy_noise_alpha must be in \[0, 1\), got -0.1")):
         config = smoke_config(**{f"stage1.{key}": value})
         with pytest.raises(ValueError, match=message):
             validate_config(config, METHODS)

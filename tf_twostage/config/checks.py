@@ -160,8 +160,9 @@ def _check_stage1(stage1) -> None:
     _integer("stage1.clean_epochs", stage1.clean_epochs, minimum=1)
     _integer("stage1.clean_batch_size", stage1.clean_batch_size, minimum=1)
     _integer("stage1.propagation_neighbours", stage1.propagation_neighbours, minimum=1)
-    if not _is_number(stage1.propagation_alpha) or not 0.0 <= stage1.propagation_alpha < 1.0:
-        raise ValueError(f"stage1.propagation_alpha must be in [0, 1), got {stage1.propagation_alpha!r}")
+    for key in ("propagation_alpha", "heavy_noise_alpha"):
+        if not _is_number(stage1[key]) or not 0.0 <= stage1[key] < 1.0:
+            raise ValueError(f"stage1.{key} must be in [0, 1), got {stage1[key]!r}")
 
 
 def _check_stage2(stage2) -> None:

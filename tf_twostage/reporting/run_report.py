@@ -241,7 +241,10 @@ def format_validation(validation: Mapping) -> str:
 def _propagated(stats: dict) -> str:
     """What a report line adds when the selection ranked with `stage1.propagation`'s posterior."""
     propagation = stats.get("propagation", "none")
-    return "" if propagation == "none" else f" (ranked with the posterior propagated over {propagation})"
+    if propagation == "none":
+        return ""
+    alpha = f", alpha {stats['propagation_alpha']:g}" if "propagation_alpha" in stats else ""
+    return f" (ranked with the posterior propagated over {propagation}{alpha})"
 
 
 def _cell(text) -> str:

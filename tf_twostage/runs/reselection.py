@@ -69,6 +69,8 @@ def reselect_labels(config, data: PreparedData, classifier, first_kept, workdir:
     stats.update(threshold=threshold, keep=str(config.stage2.reselect_keep), propagation=config.stage1.propagation,
                  first_round_kept_fraction=float(first_kept.mean()),
                  added=int(np.sum(kept & ~first_kept)), removed=int(np.sum(first_kept & ~kept)), fallbacks=fallbacks)
+    if config.stage1.propagation != "none":
+        stats["propagation_alpha"] = float(config.stage1.propagation_alpha)
     if data.test is not None and len(data.test):  # for benchmarks only (never used to choose): round 1 alone
         stats["first_round_test_accuracy"] = evaluate_classifier(classifier, data.test, data.preprocessor,
                                                                  eval_batch_size(config))["accuracy"]

@@ -340,6 +340,8 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
     stats.update(rule=rule, ranking=config.stage1.ranking, best_epoch=int(arrays["best_epoch"]),
                  posterior=posterior, fallbacks=fallbacks,
                  propagation=config.stage1.propagation if rule in CONFIDENCE_RULES else "none")
+    if stats["propagation"] != "none":
+        stats["propagation_alpha"] = float(config.stage1.propagation_alpha)
     if transition is not None:
         stats["estimated_transition_matrix"] = transition.tolist()
     if heavy is not None:
