@@ -47,10 +47,12 @@ TWO_STAGE = ["--config.method=two_stage"]
 # Rows measured before Stage 2's dropout in the mnist5k preset went from 0.5 (model.dropout) to 0.2 (2026-11-30)
 # pin the former value; every row that turns the switch off predates that too.
 STAGE2_DROPOUT05 = ["--config.stage2.dropout=0.5"]
-# Rows measured before the heavy-noise switch spread Stage 1's posterior further over the pixel graph
-# (stage1.heavy_noise_alpha 0.99, 2026-11-30; before: propagation_alpha's 0.9) pin the former value: it changes
-# only the cells that switch (symmetric 0.8 here).
-SWITCH_ALPHA09 = ["--config.stage1.heavy_noise_alpha=0.9"]
+# Rows measured before the heavy-noise switch's Stage 1 spread the noisy labels over the pixel graph
+# (stage1.heavy_noise_input=labels, 2026-11-30) spread the network's posterior; those before it spread that further
+# (stage1.heavy_noise_alpha 0.99, earlier on 2026-11-30) propagated at propagation_alpha's 0.9. They pin the
+# former values: both change only the cells that switch (symmetric 0.8 here).
+SWITCH_POSTERIOR = ["--config.stage1.heavy_noise_input=posterior"]
+SWITCH_ALPHA09 = ["--config.stage1.heavy_noise_alpha=0.9"] + SWITCH_POSTERIOR
 NO_SWITCH = ["--config.stage1.heavy_noise_rate=0"] + STAGE2_DROPOUT05
 BEST_EPOCH = ["--config.stage1.ranking=best", "--config.stage1.average_last=5"] + NO_SWITCH
 BEST_EPOCH_ONE_ROUND = BEST_EPOCH + ["--config.stage2.rounds=1", "--config.stage2.reselect_keep=threshold"]
@@ -161,6 +163,10 @@ METHOD_ARGS = {
     "two_stage_temporal_ensembling_switch_alpha09": TWO_STAGE + ["--config.stage2.algorithm=temporal_ensembling"]
     + SWITCH_ALPHA09,
     "improved_baseline_switch_alpha09": ["--config.method=improved_baseline"] + SWITCH_ALPHA09,
+    # ... and before its Stage 1 spread the noisy labels instead of the network's posterior (later on 2026-11-30).
+    "two_stage_temporal_ensembling_switch_posterior": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling"] + SWITCH_POSTERIOR,
+    "improved_baseline_switch_posterior": ["--config.method=improved_baseline"] + SWITCH_POSTERIOR,
     # The paper's recipe (configs/paper/mnist.py) on the embedded data: nothing tuned.
     "two_stage_paper": ["--config.data.name=mnist5k"],
     # The paper's recipe with one mnist5k deviation each (README: "Deviations of the mnist5k preset").

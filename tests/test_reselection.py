@@ -158,8 +158,9 @@ def test_the_second_round_ranks_like_stage1_after_the_heavy_noise_switch(tmp_pat
     assert any(entry["option"].startswith("the selection for lower noise") for entry in results["fallbacks"])
     report = (tmp_path / "report.md").read_text()
     # Stage 1 spreads its posterior further over the graph than the second round (tf_twostage.runs.heavy_noise).
-    assert "(ranked with the posterior propagated over pixels, alpha 0.99)" in report
+    assert "(ranked with the noisy labels propagated over pixels, alpha 0.99)" in report
     assert "(ranked with the posterior propagated over pixels, alpha 0.9)" in report
     assert results["stage1"]["propagation_alpha"] == 0.99 and results["stage2_reselection"]["propagation_alpha"] == 0.9
+    assert results["stage1"]["propagation_input"] == "labels"
     assert "the selection for lower noise (stage1.heavy_noise_rate=1e-06): used stage1.posterior=noisy" in report
     assert "stage2.dropout=0.2 under the heavy-noise switch: used stage2.dropout=0.5" in report

@@ -10,6 +10,7 @@ from tf_twostage.runs.heavy_noise import (cluster_transition, heavy_noise_decisi
 from tf_twostage.runs.propagation import propagate_split
 from tf_twostage.runs.stage1 import load_selection, select_labels
 from tf_twostage.stage1.clusters import estimated_noise_rate
+from tf_twostage.stage1.propagation import one_hot_labels
 from tf_twostage.stage1.selection import select_confident_labels
 from tests.conftest import smoke_config
 
@@ -33,16 +34,20 @@ def test_the_noise_rate_of_a_transition_matrix_weights_its_diagonal_by_the_label
 def test_the_switch_floor_is_three_quarters_of_the_labels_estimated_right_never_below_the_configured_one():
     config = smoke_config(**{"stage1.floor_fraction": 0.05})
     assert heavy_noise_overrides(config, 0.8) == {"posterior": "noisy", "propagation": "pixels",
-                                                  "floor_fraction": 0.15, "propagation_alpha": 0.99}
+                                                  "floor_fraction": 0.15, "propagation_alpha": 0.99,
+                                                  "propagation_input": "labels"}
     # To the nearest 5%: estimates a little apart (float rounding moved one by 0.014) give the same floor.
     assert {heavy_noise_overrides(config, rate)["floor_fraction"] for rate in (0.775, 0.789, 0.805, 0.82)} == {0.15}
     assert heavy_noise_overrides(config, 0.6)["floor_fraction"] == 0.3
     assert heavy_noise_overrides(config, 0.99)["floor_fraction"] == 0.05
 
 
-def test_the_switch_spreads_stage1s_posterior_as_far_as_heavy_noise_alpha_says():
+def test_the_switch_spreads_what_heavy_noise_input_says_as_far_as_heavy_noise_alpha_says():
     assert heavy_noise_overrides(smoke_config(), 0.8)["propagation_alpha"] == 0.99
     assert heavy_noise_overrides(smoke_config(**{"stage1.heavy_noise_alpha": 0.9}), 0.8)["propagation_alpha"] == 0.9
+    assert heavy_noise_overrides(smoke_config(), 0.8)["propagation_input"] == "labels"
+    assert heavy_noise_overrides(smoke_config(**{"stage1.heavy_noise_input": "posterior"}),
+                                 0.8)["propagation_input"] == "posterior"
 
 
 def test_the_switch_decides_from_the_cluster_estimate_of_the_posteriors_alone():
@@ -68,9 +73,12 @@ def test_the_second_round_takes_the_switchs_overrides_but_the_graphs_spread_only
     assert selection_config(config, {}) is config
     assert selection_config(config, {"heavy_noise": {"switched": False, "overrides": {}}}) is config
     switched = selection_config(config, {"heavy_noise": {"switched": True, "overrides": {
-        "posterior": "noisy", "propagation": "pixels", "floor_fraction": 0.15, "propagation_alpha": 0.99}}})
+        "posterior": "noisy", "propagation": "pixels", "floor_fraction": 0.15, "propagation_alpha": 0.99,
+        "propagation_input": "labels"}}})
     assert (switched.stage1.propagation, switched.stage1.floor_fraction) == ("pixels", 0.15)
-    assert switched.stage1.propagation_alpha == config.stage1.propagation_alpha == 0.9  # Stage 1's alone
+    # Stage 1's alone: the second round spreads its own model's posterior, at the configured alpha.
+    assert switched.stage1.propagation_alpha == config.stage1.propagation_alpha == 0.9
+    assert switched.stage1.propagation_input == "posterior"
     assert config.stage1.propagation == "none"  # the run's own config is not touched
 
 
@@ -103,9 +111,10 @@ def test_a_switched_selection_is_the_noisy_posterior_propagated_with_the_scaled_
         "the selection for lower noise (stage1.heavy_noise_rate=1e-06)"]
     switched = config.copy_and_resolve_references()
     switched.stage1.propagation = "pixels"
-    switched.stage1.propagation_alpha = 0.99  # spread further than the configured 0.9
-    assert heavy["overrides"]["propagation_alpha"] == 0.99
-    expected = select_confident_labels(propagate_split(switched, data, data.train, probabilities), data.train.labels,
+    switched.stage1.propagation_alpha = 0.99  # spread further than the configured 0.9 ...
+    assert heavy["overrides"]["propagation_alpha"] == 0.99 and heavy["overrides"]["propagation_input"] == "labels"
+    labels = one_hot_labels(data.train.labels, data.num_classes)  # ... and the noisy labels, not the posterior
+    expected = select_confident_labels(propagate_split(switched, data, data.train, labels), data.train.labels,
                                        float(config.stage1.threshold), heavy["overrides"]["floor_fraction"],
                                        top_up=config.stage1.top_up)
     np.testing.assert_array_equal(load_selection(workdir, data), expected)

@@ -9,7 +9,8 @@ from tf_twostage.data.source import ImageSplit
 from tf_twostage.runs.experiment import METHODS, check_preconditions
 from tf_twostage.runs.propagation import pixel_features, propagate_split
 from tf_twostage.runs.stage1 import load_selection, select_labels
-from tf_twostage.stage1.propagation import iterations_for, neighbour_graph, propagate, propagated_posterior
+from tf_twostage.stage1.propagation import (iterations_for, neighbour_graph, one_hot_labels, propagate,
+                                            propagated_posterior)
 from tf_twostage.stage1.selection import select_confident_labels
 from tests.conftest import smoke_config
 
@@ -146,3 +147,27 @@ def test_the_run_refuses_data_over_the_graphs_limit_before_training(stage1_run, 
     check_preconditions(config, data)
     config.stage1.propagation = "none"
     check_preconditions(config, data)
+
+
+def test_propagation_input_labels_spreads_the_noisy_labels_not_the_network(stage1_run):
+    config, data, workdir, probabilities = stage1_run
+    config = config.copy_and_resolve_references()
+    config.stage1.rule = "confidence"
+    config.stage1.propagation = "pixels"
+    config.stage1.propagation_neighbours = 5
+    config.stage1.propagation_input = "labels"
+    stats = select_labels(config, data, workdir)
+    spread = propagate_split(config, data, data.train, one_hot_labels(data.train.labels, data.num_classes))
+    expected = select_confident_labels(spread, data.train.labels, float(config.stage1.threshold),
+                                       float(config.stage1.floor_fraction), top_up=config.stage1.top_up)
+    np.testing.assert_array_equal(load_selection(workdir, data), expected)
+    assert (stats["propagation"], stats["propagation_input"]) == ("pixels", "labels")
+    config.stage1.propagation_input = "posterior"  # the network's posterior spread instead: another selection
+    select_labels(config, data, workdir)
+    assert not np.array_equal(expected, load_selection(workdir, data))
+
+
+def test_one_hot_labels_refuses_a_label_outside_the_classes():
+    np.testing.assert_array_equal(one_hot_labels([0, 2], 3), [[1, 0, 0], [0, 0, 1]])
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got 0..3"):
+        one_hot_labels([0, 3], 3)

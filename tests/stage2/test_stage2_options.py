@@ -112,6 +112,7 @@ def test_stage2_dropout_replaces_the_models_dropout_in_stage2_only():
     ("stage2.consistency_normalization", "sum", "stage2.consistency_normalization must be one of classes, paper"),
     ("stage2.epoch_unit", "steps", "stage2.epoch_unit must be one of all, labeled"),
     ("stage2.dropout", 1.5, r"stage2.dropout must be in \[0, 0.99\], got 1.5"),
+    ("stage2.weight_ema", 1.0, r"stage2.weight_ema must be in \[0, 0.9999\], got 1.0"),
     ("stage2.lr_patience", 10, "stage2.lr_patience=10 halves a constant learning rate"),
     ("stage2.early_stopping_patience", -1, "stage2.early_stopping_patience must be an integer >= 0"),
     ("model.input_preprocessing", "imagenet", "model.input_preprocessing=imagenet needs model.name=resnet50"),

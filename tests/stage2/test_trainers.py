@@ -201,3 +201,56 @@ def test_the_trainer_is_scaffolding_the_classifier_is_what_predicts():
     np.testing.assert_allclose(trainer(images), classifier(images))
     with pytest.raises(ValueError, match="ensemble_momentum"):
         TemporalEnsembling(classifier, 10, CLASSES, momentum=1.0)
+
+
+@pytest.mark.parametrize("algorithm", ["pi", "temporal_ensembling"])
+def test_weight_ema_ends_stage2_with_each_weights_moving_average(algorithm):
+    from tf_twostage.config import base_config
+    from tf_twostage.runs.stage2 import stage2_optimizer
+
+    config = base_config()
+    config.stage2.epochs, config.stage2.rampup_epochs, config.stage2.rampdown_epochs = 3, 1, 1
+    finals = {}
+    for momentum in (0.0, 0.5):
+        config.stage2.weight_ema = momentum
+        classifier = _classifier()
+        trainer = _make(algorithm, classifier)
+        optimizer = stage2_optimizer(config, STEPS_PER_EPOCH)
+        trainer.compile(optimizer, consistency_weight=PerEpoch(lambda epoch: 1.0 + epoch, STEPS_PER_EPOCH))
+        callbacks = [EnsembleUpdate()] if algorithm == "temporal_ensembling" else []
+        trainer.fit(_fixed_batches(views=1 if algorithm == "temporal_ensembling" else 2), epochs=3, verbose=0,
+                    callbacks=callbacks)
+        finals[momentum] = [np.array(weight) for weight in classifier.get_weights()]
+        assert optimizer.use_ema == (momentum > 0)
+        if momentum:
+            # Keras writes the averages into the trainer's weights when fit ends: each classifier variable
+            # must get its own average (the optimizer was built on the classifier's variables, in order).
+            averages = optimizer._model_variables_moving_average
+            for variable in classifier.trainable_variables:
+                np.testing.assert_array_equal(variable.numpy(),
+                                              averages[optimizer._get_variable_index(variable)].numpy())
+    assert any(not np.allclose(a, b) for a, b in zip(finals[0.0], finals[0.5]))
+
+
+def test_weight_ema_averages_travel_in_the_epoch_checkpoint(tmp_path):
+    from tf_twostage.config import base_config
+    from tf_twostage.runs.stage2 import stage2_optimizer
+    from tf_twostage.training.resume import EpochCheckpoint, restore_checkpoint
+
+    config = base_config()
+    config.stage2.epochs, config.stage2.rampup_epochs, config.stage2.rampdown_epochs = 3, 1, 1
+    config.stage2.weight_ema = 0.5
+    trainers = []
+    for _ in range(2):
+        classifier = _classifier()
+        trainer = _make("pi", classifier)
+        trainer.compile(stage2_optimizer(config, STEPS_PER_EPOCH),
+                        consistency_weight=PerEpoch(lambda epoch: 1.0 + epoch, STEPS_PER_EPOCH))
+        trainers.append(trainer)
+    trainers[0].fit(_fixed_batches(), epochs=1, verbose=0,
+                    callbacks=[EpochCheckpoint(str(tmp_path))])
+    restore_checkpoint(str(tmp_path), trainers[1])
+    saved, restored = (trainer.optimizer._model_variables_moving_average for trainer in trainers)
+    assert len(saved) == len(restored) > 0
+    for a, b in zip(saved, restored):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -98,6 +98,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.propagation = "none"
     config.stage1.propagation_neighbours = 10  # k of the graph
     config.stage1.propagation_alpha = 0.9  # how far labels spread: F = (I - alpha S)^-1 P, alpha in [0, 1)
+    # What Stage 1 spreads: posterior (P, the pre-trained network's) | labels (the noisy labels themselves, one-hot:
+    # a vote of each image's look-alikes that no training moves). The second round always spreads its model's.
+    config.stage1.propagation_input = "posterior"
     # > 0: when the noise rate implied by the transition matrix estimated from the pre-trained posteriors
     # (cluster estimate) is above this, select for heavy noise instead: posterior=noisy, propagation=pixels,
     # floor 3/4 of the labels estimated right, to 5% (tf_twostage.runs.heavy_noise). 0: never.
@@ -106,6 +109,9 @@ def base_config() -> ml_collections.ConfigDict:
     # a network right on half its images is outvoted by their look-alikes. The second round keeps
     # propagation_alpha (tf_twostage.runs.heavy_noise).
     config.stage1.heavy_noise_alpha = 0.99
+    # ... and spreads this (propagation_input's meaning): the noisy labels, a vote of each image's look-alikes
+    # that float rounding in the pre-training cannot move.
+    config.stage1.heavy_noise_input = "labels"
     # rule=small_loss / confident_or_small_loss: keep a label when its probability of belonging to its class's
     # small-loss component (two-Gaussian mixture on -log P(label|x), tf_twostage.stage1.small_loss) is >= this.
     config.stage1.small_loss_probability = 0.5
@@ -136,6 +142,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Dropout of the semi-supervised model alone (None: model.dropout, as in Stage 1); where it sits is the
     # model's (mlp: after each hidden layer; resnet14: between the convolutions of each residual unit).
     config.stage2.dropout = placeholder_float()
+    # > 0: Stage 2 ends with the exponential moving average of its weights at this momentum (Keras' optimizer
+    # `use_ema`; 0.999 averages over about the last 1,000 steps), not the last step's weights. 0: the last step's.
+    config.stage2.weight_ema = 0.0
     # How the consistency term is normalized: classes (squared difference averaged over batch and classes, as
     # Laine & Aila's code, to which max_weight_pi/te refer) | paper (summed over classes, averaged over the
     # batch: the paper's Eq. 2, to which its alpha = 100 refers; the weight is multiplied by the class count).

@@ -22,7 +22,7 @@ from tf_twostage.training.precision import DTYPE_POLICIES
 from tf_twostage.training.best_epoch import KEEP_CHOICES
 from tf_twostage.stage1.selection import RESELECT_KEEP, TOP_UP_POOLS
 from tf_twostage.stage1.clusters import TRANSITION_ESTIMATES
-from tf_twostage.stage1.propagation import PROPAGATION_SOURCES
+from tf_twostage.stage1.propagation import PROPAGATION_INPUTS, PROPAGATION_SOURCES
 from tf_twostage.stage1.label_issues import RULES as LABEL_ISSUE_RULES
 
 STAGE2_ALGORITHMS = ("pi", "temporal_ensembling")
@@ -53,6 +53,8 @@ def validate_config(config, methods: Sequence[str]) -> None:
     _one_of("stage1.posterior", config.stage1.posterior, POSTERIORS)
     _one_of("stage1.transition", config.stage1.transition, TRANSITION_ESTIMATES)
     _one_of("stage1.propagation", config.stage1.propagation, PROPAGATION_SOURCES)
+    _one_of("stage1.propagation_input", config.stage1.propagation_input, PROPAGATION_INPUTS)
+    _one_of("stage1.heavy_noise_input", config.stage1.heavy_noise_input, PROPAGATION_INPUTS)
     _one_of("baselines.transition", config.baselines.transition, TRANSITION_SOURCES)
     _one_of("distribution.strategy", config.distribution.strategy, STRATEGY_NAMES)
     _one_of("data.on_bad_file", config.data.on_bad_file, BAD_FILE_POLICIES)
@@ -178,6 +180,7 @@ def _check_stage2(stage2) -> None:
     for key in ("max_weight_pi", "max_weight_te", "fixed_weight", "input_noise", "top_noise"):
         _at_least(f"stage2.{key}", stage2[key], 0.0)
     _in_range("stage2.ensemble_momentum", stage2.ensemble_momentum, 0.0, 0.999)
+    _in_range("stage2.weight_ema", stage2.weight_ema, 0.0, 0.9999)
     _integer("stage2.translate_px", stage2.translate_px, minimum=0)
     _integer("stage2.finetune_epochs", stage2.finetune_epochs, minimum=0)
     _one_of("stage2.rounds", stage2.rounds, (1, 2))

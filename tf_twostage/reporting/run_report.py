@@ -244,7 +244,8 @@ def _propagated(stats: dict) -> str:
     if propagation == "none":
         return ""
     alpha = f", alpha {stats['propagation_alpha']:g}" if "propagation_alpha" in stats else ""
-    return f" (ranked with the posterior propagated over {propagation}{alpha})"
+    spread = "the noisy labels" if stats.get("propagation_input") == "labels" else "the posterior"
+    return f" (ranked with {spread} propagated over {propagation}{alpha})"
 
 
 def _cell(text) -> str:

@@ -14,12 +14,14 @@ Under the switch: `stage1.posterior=noisy`, `stage1.propagation=pixels` and a fl
 of the labels the estimate says are right (1 - rate; at 0.8, 15% of each class), to the nearest
 `HEAVY_FLOOR_STEP` and never below the configured floor. The step keeps float rounding out of the floor:
 unrounded, oneDNN on vs off moved the estimate of one run by 0.014 and its kept share by 1.1 points. Stage 1
-spreads the posterior further over the graph than `stage1.propagation_alpha` (0.9) does: `stage1.heavy_noise_alpha`,
-0.99, lets the images' look-alikes outvote a network that is right on only about half of them (mnist5k,
-symmetric 0.8, seeds 0-2: 15% kept at 90.8% precision vs 84.7%, and seed 1's kept set 87.2 vs 86.8% right with
-oneDNN on vs off where 0.9 gave 80.3 vs 76.8%). The second selection round (`stage2.rounds=2`) ranks the same way
-but at `stage1.propagation_alpha`: the Stage-2 model is right far more often, and at 0.99 the round kept fewer
-labels than Stage 1 (15.0% on the mean, 14.75% on seed 1) at 95.3% precision against 15.8% at 95.8%. Stage 2 then trains with the pre-training's
+spreads the noisy labels themselves (`stage1.heavy_noise_input=labels`), not the network's posterior, and further
+than `stage1.propagation_alpha` (0.9) does (`stage1.heavy_noise_alpha`, 0.99): each label is scored by the vote of
+the image's look-alikes, which no training and no float rounding moves, where the network is right on only
+about half of the images (mnist5k, symmetric 0.8, seeds 0-2: 15% kept at 92.4% precision, the same set with oneDNN
+on and off; the posterior at 0.9: 84.7%, 62 of 547 labels swapped on one seed; at 0.99: 90.8%). The second
+selection round (`stage2.rounds=2`) ranks the same way but with its Stage-2 model's posterior at
+`stage1.propagation_alpha`: that model is right far more often, and at 0.99 the round kept fewer labels than Stage 1
+(15.0% on the mean) at 95.3% precision against 15.8% at 95.8% (README "The heavy-noise switch"). Stage 2 then trains with the pre-training's
 dropout (`model.dropout`) where `stage2.dropout` sets a lower one: on 15% of the labels, 15% of them wrong, the
 less regularized model fitted more of the wrong ones (mnist5k, symmetric 0.8, seeds 0-2: second-round
 precision 94.4% at Stage-2 dropout 0.2 vs 95.5% at 0.5; README "The mnist5k preset since 2026-11-30").
@@ -33,7 +35,7 @@ from tf_twostage.stage1.clusters import estimate_transition_by_clusters, estimat
 
 HEAVY_FLOOR_SHARE = 0.75  # the floor: this share of the labels the estimate says are right ...
 HEAVY_FLOOR_STEP = 0.05  # ... to the nearest 5% of the class
-STAGE1_ONLY = ("propagation_alpha",)  # overrides the second round does not take
+STAGE1_ONLY = ("propagation_alpha", "propagation_input")  # overrides the second round does not take
 
 
 def heavy_noise_overrides(config, rate: float) -> dict:
@@ -42,7 +44,8 @@ def heavy_noise_overrides(config, rate: float) -> dict:
     floor = round(round(HEAVY_FLOOR_SHARE * right / HEAVY_FLOOR_STEP) * HEAVY_FLOOR_STEP, 4)
     return {"posterior": "noisy", "propagation": "pixels",
             "floor_fraction": max(float(config.stage1.floor_fraction), floor),
-            "propagation_alpha": float(config.stage1.heavy_noise_alpha)}
+            "propagation_alpha": float(config.stage1.heavy_noise_alpha),
+            "propagation_input": str(config.stage1.heavy_noise_input)}
 
 
 def stage2_overrides(config) -> dict:

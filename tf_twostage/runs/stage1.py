@@ -34,6 +34,7 @@ from tf_twostage.runs.pretrain import stage1_epochs, train_cross_entropy
 from tf_twostage.baselines.losses import GeneralizedCrossEntropy
 from tf_twostage.baselines.transition import estimate_transition_matrix
 from tf_twostage.stage1.quality import selection_quality
+from tf_twostage.stage1.propagation import one_hot_labels
 from tf_twostage.stage1.small_loss import select_small_loss
 from tf_twostage.runs.heavy_noise import cluster_transition, heavy_noise_decision, switch_reason, with_overrides
 from tf_twostage.runs.propagation import propagate_split
@@ -321,8 +322,9 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
     if rule in CONFIDENCE_RULES and config.stage1.propagation != "none":
         for split in ("train", "validation"):
             if f"{split}_probabilities" in arrays:
-                arrays[f"{split}_probabilities"] = propagate_split(config, data, getattr(data, split),
-                                                                   arrays[f"{split}_probabilities"])
+                spread = (one_hot_labels(getattr(data, split).labels, data.num_classes)
+                          if config.stage1.propagation_input == "labels" else arrays[f"{split}_probabilities"])
+                arrays[f"{split}_probabilities"] = propagate_split(config, data, getattr(data, split), spread)
     kept, filled = select_with_fallback(config, data, rule, arrays["train_probabilities"], data.train.labels,
                                         arrays.get("train_scores"), noisy["train"])
     if filled:
@@ -341,7 +343,8 @@ def select_labels(config, data: PreparedData, workdir: str) -> dict:
                  posterior=posterior, fallbacks=fallbacks,
                  propagation=config.stage1.propagation if rule in CONFIDENCE_RULES else "none")
     if stats["propagation"] != "none":
-        stats["propagation_alpha"] = float(config.stage1.propagation_alpha)
+        stats.update(propagation_alpha=float(config.stage1.propagation_alpha),
+                     propagation_input=str(config.stage1.propagation_input))
     if transition is not None:
         stats["estimated_transition_matrix"] = transition.tolist()
     if heavy is not None:

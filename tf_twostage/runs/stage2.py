@@ -99,10 +99,13 @@ def stage2_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer
     rampdown_epochs = 0), plain Adam at a constant learning rate that the plateau callback can halve (a
     `LearningRateSchedule` cannot be set)."""
     stage2 = config.stage2
+    # stage2.weight_ema: Keras keeps the average in the optimizer (checkpointed with it) and writes it into
+    # the weights when `fit` ends.
+    average = {"use_ema": True, "ema_momentum": float(stage2.weight_ema)} if float(stage2.weight_ema) > 0 else {}
     if not int(stage2.rampup_epochs) and not int(stage2.rampdown_epochs):
-        return keras.optimizers.Adam(float(stage2.learning_rate))
+        return keras.optimizers.Adam(float(stage2.learning_rate), **average)
     return RampedAdam(stage2.learning_rate, steps_per_epoch, int(stage2.epochs), stage2.rampup_epochs,
-                      stage2.rampdown_epochs)
+                      stage2.rampdown_epochs, **average)
 
 
 def plateau_and_stopping_callbacks(config, has_validation: bool) -> list:

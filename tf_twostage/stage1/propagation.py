@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse
 
 PROPAGATION_SOURCES = ("none", "pixels")
+PROPAGATION_INPUTS = ("posterior", "labels")  # what spreads: the network's P(c|x), or the noisy labels one-hot
 # The graph compares every pair of images: 50,000 images are 2.5e9 comparisons of up to 3,072 values.
 MAX_EXAMPLES = 50_000
 # The fixed-point solve runs until alpha^steps <= RESIDUAL, and at least MIN_ITERATIONS steps.
@@ -83,6 +84,14 @@ def propagate(probabilities, indices, weights, alpha: float = 0.9, iterations: O
         propagated = alpha * (normalized @ propagated) + probabilities
     propagated = np.maximum(propagated, 0.0)
     return propagated / propagated.sum(axis=1, keepdims=True)
+
+
+def one_hot_labels(labels, num_classes: int) -> np.ndarray:
+    """`[N, num_classes]` rows with a 1 at each label: what `stage1.propagation_input=labels` spreads."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must be in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+    return np.eye(num_classes, dtype=np.float64)[labels]
 
 
 def propagated_posterior(probabilities, features, neighbours: int = 10, alpha: float = 0.9) -> np.ndarray:
