@@ -105,12 +105,11 @@ def base_config() -> ml_collections.ConfigDict:
     # (cluster estimate) is above this, select for heavy noise instead: posterior=noisy, propagation=pixels,
     # floor 3/4 of the labels estimated right, to 5% (tf_twostage.runs.heavy_noise). 0: never.
     config.stage1.heavy_noise_rate = 0.0
-    # Under that switch Stage 1 spreads its posterior this far over the graph (propagation_alpha's meaning):
-    # a network right on half its images is outvoted by their look-alikes. The second round keeps
-    # propagation_alpha (tf_twostage.runs.heavy_noise).
+    # Under that switch Stage 1 spreads over the graph this far (propagation_alpha's meaning) ...
     config.stage1.heavy_noise_alpha = 0.99
-    # ... and spreads this (propagation_input's meaning): the noisy labels, a vote of each image's look-alikes
-    # that float rounding in the pre-training cannot move.
+    # ... this (propagation_input's meaning): the noisy labels, a vote of each image's look-alikes that float
+    # rounding in the pre-training cannot move. The second round keeps propagation_alpha and spreads its model's
+    # posterior (tf_twostage.runs.heavy_noise).
     config.stage1.heavy_noise_input = "labels"
     # rule=small_loss / confident_or_small_loss: keep a label when its probability of belonging to its class's
     # small-loss component (two-Gaussian mixture on -log P(label|x), tf_twostage.stage1.small_loss) is >= this.

@@ -20,11 +20,12 @@ the image's look-alikes, which no training and no float rounding moves, where th
 about half of the images (mnist5k, symmetric 0.8, seeds 0-2: 15% kept at 92.4% precision, the same set with oneDNN
 on and off; the posterior at 0.9: 84.7%, 62 of 547 labels swapped on one seed; at 0.99: 90.8%). The second
 selection round (`stage2.rounds=2`) ranks the same way but with its Stage-2 model's posterior at
-`stage1.propagation_alpha`: that model is right far more often, and at 0.99 the round kept fewer labels than Stage 1
-(15.0% on the mean) at 95.3% precision against 15.8% at 95.8% (README "The heavy-noise switch"). Stage 2 then trains with the pre-training's
-dropout (`model.dropout`) where `stage2.dropout` sets a lower one: on 15% of the labels, 15% of them wrong, the
-less regularized model fitted more of the wrong ones (mnist5k, symmetric 0.8, seeds 0-2: second-round
-precision 94.4% at Stage-2 dropout 0.2 vs 95.5% at 0.5; README "The mnist5k preset since 2026-11-30").
+`stage1.propagation_alpha`: that model is right far more often, and at 0.99 the round kept fewer labels than
+Stage 1 (15.0% on the mean) at 95.3% precision against 15.8% at 95.8% (README "The heavy-noise switch").
+Stage 2 then trains with the pre-training's dropout (`model.dropout`) where `stage2.dropout` sets a lower
+one: on 15% of the labels, 15% of them wrong, the less regularized model fitted more of the wrong ones
+(mnist5k, symmetric 0.8, seeds 0-2: second-round precision 94.4% at Stage-2 dropout 0.2 vs 95.5% at 0.5;
+README "The mnist5k preset since 2026-11-30").
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ def switch_reason(decision: dict) -> str:
 
 def selection_config(config, stats: dict):
     """The config the second selection round (`stage2.rounds=2`) ranks with: `config`, or, when Stage 1's
-    statistics (`stats["heavy_noise"]`) say it switched, with the switch's overrides but the configured
-    `propagation_alpha` (`STAGE1_ONLY`)."""
+    statistics (`stats["heavy_noise"]`) say it switched, with the switch's overrides but those of Stage 1 alone
+    (`STAGE1_ONLY`: the round spreads its model's posterior at the configured `propagation_alpha`)."""
     decision = stats.get("heavy_noise") or {}
     if not decision.get("switched"):
         return config
