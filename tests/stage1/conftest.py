@@ -19,3 +19,14 @@ def stage1_run(tmp_path_factory):
     train_stage1(config, data, strategy, workdir)
     probabilities = io_utils.read_npz(f"{workdir}/stage1/predictions.npz")["train_probabilities"]
     return config, data, workdir, probabilities
+
+
+def confidence_config(config, **stage1):
+    """A copy of `stage1_run`'s config ranking with the confidence rule over a 5-neighbour graph, with `stage1`
+    keys set on top (e.g. propagation="pixels")."""
+    config = config.copy_and_resolve_references()
+    config.stage1.rule = "confidence"
+    config.stage1.propagation_neighbours = 5
+    for key, value in stage1.items():
+        config.stage1[key] = value
+    return config

@@ -13,6 +13,7 @@ from tf_twostage.stage1.clusters import estimated_noise_rate
 from tf_twostage.stage1.propagation import one_hot_labels
 from tf_twostage.stage1.selection import select_confident_labels
 from tests.conftest import smoke_config
+from tests.stage1.conftest import confidence_config
 
 
 def _symmetric(num_classes, rate):
@@ -99,11 +100,8 @@ def test_under_the_switch_stage2_trains_with_the_pretrainings_dropout_when_its_o
 
 def test_a_switched_selection_is_the_noisy_posterior_propagated_with_the_scaled_floor(stage1_run):
     config, data, workdir, probabilities = stage1_run
-    config = config.copy_and_resolve_references()
-    config.stage1.rule = "confidence"
-    config.stage1.posterior = "corrected"
-    config.stage1.propagation_neighbours = 5
-    config.stage1.heavy_noise_rate = 1e-6  # any estimate above it switches
+    # heavy_noise_rate: any estimate above it switches
+    config = confidence_config(config, posterior="corrected", heavy_noise_rate=1e-6)
     stats = select_labels(config, data, workdir)
     heavy = stats["heavy_noise"]
     assert heavy["switched"] and stats["posterior"] == "noisy" and stats["propagation"] == "pixels"

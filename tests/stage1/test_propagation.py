@@ -13,6 +13,7 @@ from tf_twostage.stage1.propagation import (iterations_for, neighbour_graph, one
                                             propagated_posterior)
 from tf_twostage.stage1.selection import select_confident_labels
 from tests.conftest import smoke_config
+from tests.stage1.conftest import confidence_config
 
 
 def _two_clusters():
@@ -116,10 +117,7 @@ def test_pixel_features_of_large_images_are_area_resized_to_at_most_32_a_side():
 
 def test_selection_ranks_with_the_propagated_posterior(stage1_run):
     config, data, workdir, probabilities = stage1_run
-    config = config.copy_and_resolve_references()
-    config.stage1.rule = "confidence"
-    config.stage1.propagation = "pixels"
-    config.stage1.propagation_neighbours = 5
+    config = confidence_config(config, propagation="pixels")
     stats = select_labels(config, data, workdir)
     kept = load_selection(workdir, data)
     propagated = propagate_split(config, data, data.train, probabilities)
@@ -151,11 +149,7 @@ def test_the_run_refuses_data_over_the_graphs_limit_before_training(stage1_run, 
 
 def test_propagation_input_labels_spreads_the_noisy_labels_not_the_network(stage1_run):
     config, data, workdir, probabilities = stage1_run
-    config = config.copy_and_resolve_references()
-    config.stage1.rule = "confidence"
-    config.stage1.propagation = "pixels"
-    config.stage1.propagation_neighbours = 5
-    config.stage1.propagation_input = "labels"
+    config = confidence_config(config, propagation="pixels", propagation_input="labels")
     stats = select_labels(config, data, workdir)
     spread = propagate_split(config, data, data.train, one_hot_labels(data.train.labels, data.num_classes))
     expected = select_confident_labels(spread, data.train.labels, float(config.stage1.threshold),
