@@ -145,6 +145,10 @@ def test_a_change_of_later_stage_keys_keeps_the_earlier_stages_done(tmp_path):
     assert rethreshold.done("stage1") and not rethreshold.done("selection") and not rethreshold.done("training")
     switch = RunManifest(str(tmp_path), _config(**{"stage1.heavy_noise_rate": 0.65}))  # decided from predictions
     assert switch.done("stage1") and not switch.done("selection")
+    for key, value in (("stage1.propagation_input", "labels"), ("stage1.heavy_noise_alpha", 0.9),
+                       ("stage1.heavy_noise_input", "posterior")):  # what the selection spreads, and how far
+        respread = RunManifest(str(tmp_path), _config(**{key: value}))
+        assert respread.done("stage1") and not respread.done("selection"), key
     stage2 = RunManifest(str(tmp_path), _config(**{"stage2.epochs": 3}))
     assert stage2.done("stage1") and stage2.done("selection") and not stage2.done("training")
     assert not RunManifest(str(tmp_path), _config(**{"stage1.epochs": 3})).done("stage1")

@@ -90,7 +90,9 @@ def test_config_checks_name_the_bad_propagation_value():
             ("propagation", "features", r"stage1.propagation must be one of none, pixels; got 'features'"),
             ("propagation_neighbours", 0, r"stage1.propagation_neighbours"),
             ("propagation_alpha", 1.0, r"stage1.propagation_alpha must be in \[0, 1\), got 1.0"),
-            ("heavy_noise_alpha", -0.1, r"stage1.heavy_noise_alpha must be in \[0, 1\), got -0.1")):
+            ("heavy_noise_alpha", -0.1, r"stage1.heavy_noise_alpha must be in \[0, 1\), got -0.1"),
+            ("propagation_input", "labels", r"stage1.propagation_input=labels .* stage1.propagation=none does not "
+                                            r"build: set stage1.propagation=pixels")):
         config = smoke_config(**{f"stage1.{key}": value})
         with pytest.raises(ValueError, match=message):
             validate_config(config, METHODS)

@@ -165,6 +165,10 @@ def _check_stage1(stage1) -> None:
     for key in ("propagation_alpha", "heavy_noise_alpha"):
         if not _is_number(stage1[key]) or not 0.0 <= stage1[key] < 1.0:
             raise ValueError(f"stage1.{key} must be in [0, 1), got {stage1[key]!r}")
+    if stage1.propagation_input == "labels" and stage1.propagation == "none":
+        raise ValueError("stage1.propagation_input=labels spreads the noisy labels over the images' neighbour graph, "
+                         "which stage1.propagation=none does not build: set stage1.propagation=pixels, or "
+                         "stage1.propagation_input=posterior")
 
 
 def _check_stage2(stage2) -> None:
