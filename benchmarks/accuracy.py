@@ -51,7 +51,13 @@ STAGE2_DROPOUT05 = ["--config.stage2.dropout=0.5"]
 # (stage1.heavy_noise_input=labels, 2026-11-30) spread the network's posterior; those before it spread that further
 # (stage1.heavy_noise_alpha 0.99, earlier on 2026-11-30) propagated at propagation_alpha's 0.9. They pin the
 # former values: both change only the cells that switch (symmetric 0.8 here).
-SWITCH_POSTERIOR = ["--config.stage1.heavy_noise_input=posterior"]
+# Rows measured before the pixel graph compared the images blurred (stage1.propagation_blur=1, 2026-11-30) pin
+# the raw pixels; it changes only runs that propagate (stage1.propagation=pixels, or cells that switch). Rows
+# measured before Stage 2 started afresh under the switch (stage2.heavy_noise_init_from_stage1=False, the same
+# day) pin the pre-trained start; it changes only the cells that switch.
+RAW_PIXELS = ["--config.stage1.propagation_blur=0"]
+SWITCH_RAW_FROM_STAGE1 = RAW_PIXELS + ["--config.stage2.heavy_noise_init_from_stage1=True"]
+SWITCH_POSTERIOR = ["--config.stage1.heavy_noise_input=posterior"] + SWITCH_RAW_FROM_STAGE1
 SWITCH_ALPHA09 = ["--config.stage1.heavy_noise_alpha=0.9"] + SWITCH_POSTERIOR
 NO_SWITCH = ["--config.stage1.heavy_noise_rate=0"] + STAGE2_DROPOUT05
 BEST_EPOCH = ["--config.stage1.ranking=best", "--config.stage1.average_last=5"] + NO_SWITCH
@@ -60,7 +66,7 @@ BEST_EPOCH_ONE_ROUND = BEST_EPOCH + ["--config.stage2.rounds=1", "--config.stage
 HEAVY_SYMMETRIC = TWO_STAGE + [
     "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.loss=gce", "--config.stage1.posterior=noisy",
     "--config.stage1.propagation=pixels", "--config.stage2.rounds=2", "--config.stage2.reselect_keep=at_least_first"
-] + NO_SWITCH
+] + NO_SWITCH + RAW_PIXELS
 METHOD_ARGS = {
     "ce": ["--config.method=ce"],
     "improved_baseline": ["--config.method=improved_baseline"],
@@ -112,7 +118,8 @@ METHOD_ARGS = {
     # The ranking posterior propagated over the images' pixel-space neighbour graph (stage1.propagation=pixels,
     # tf_twostage.stage1.propagation), on the preset as it is.
     "two_stage_temporal_ensembling_propagation": TWO_STAGE + [
-        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.propagation=pixels"] + BEST_EPOCH_ONE_ROUND,
+        "--config.stage2.algorithm=temporal_ensembling", "--config.stage1.propagation=pixels"] + BEST_EPOCH_ONE_ROUND
+    + RAW_PIXELS,
     # Heavy symmetric noise: GCE, the noisy posterior propagated, two rounds topped up; Stage 1 keeps the top
     # 15% of each class (threshold 0.7 in round 2), or the paper's 10% with the second round at P >= 0.5 ...
     "two_stage_temporal_ensembling_gce_noisy_propagation_rounds2_atleast_floor15": HEAVY_SYMMETRIC + [
@@ -167,6 +174,9 @@ METHOD_ARGS = {
     "two_stage_temporal_ensembling_switch_posterior": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling"] + SWITCH_POSTERIOR,
     "improved_baseline_switch_posterior": ["--config.method=improved_baseline"] + SWITCH_POSTERIOR,
+    # ... and before its graph compared the images blurred and its Stage 2 started afresh (later on 2026-11-30).
+    "two_stage_temporal_ensembling_switch_raw_from_stage1": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling"] + SWITCH_RAW_FROM_STAGE1,
     # The paper's recipe (configs/paper/mnist.py) on the embedded data: nothing tuned.
     "two_stage_paper": ["--config.data.name=mnist5k"],
     # The paper's recipe with one mnist5k deviation each (README: "Deviations of the mnist5k preset").

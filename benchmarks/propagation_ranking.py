@@ -2,15 +2,17 @@
 """Stage 1's ranking with and without label propagation, recomputed on finished runs (no training).
 
   python benchmarks/propagation_ranking.py --workdirs=DIR,DIR,... [--neighbours=10] [--alpha=0.9] \
-      [--shares=0.05,0.1,0.15] [--output=benchmarks/results/propagation_ranking.json]
+      [--input=posterior] [--blur=0] [--shares=0.05,0.1,0.15] [--output=benchmarks/results/propagation_ranking.json]
 
 Each workdir is a finished run on data whose clean labels are known (mnist5k with synthetic noise). From its
 Stage-1 predictions (`stage1/predictions.npz`: the pre-trained network's own P(c|x), as recorded), it ranks
 the training labels by P(label|x) three ways: as recorded, propagated over the images' pixel-space neighbour
 graph (`stage1.propagation=pixels`: `tf_twostage.runs.propagation`), and propagated over the same network's
-penultimate features (its Stage-1 weights rebuilt). Per way: the ROC AUC of the ranking against correctness
-and the precision of the top `share` of each class, per run and the mean over runs. Never part of the test
-suite.
+penultimate features (its Stage-1 weights rebuilt). `--input=labels` spreads the noisy labels one-hot over both
+graphs instead (`stage1.propagation_input=labels`); `--blur` is the pixel graph's `stage1.propagation_blur` (0,
+the raw pixels, is what `results/propagation_ranking*.json` of before 2026-11-30's blur measured). Per way: the ROC
+AUC of the ranking against correctness and the precision of the top `share` of each class, per run and the mean
+over runs. Never part of the test suite.
 """
 
 import datetime
@@ -31,13 +33,16 @@ from tf_twostage.data.pipelines import evaluation_dataset  # noqa: E402
 from tf_twostage.data.prepare import prepare_data  # noqa: E402
 from tf_twostage.models import build_classifier  # noqa: E402
 from tf_twostage.runs.propagation import pixel_features  # noqa: E402
-from tf_twostage.stage1.propagation import propagated_posterior  # noqa: E402
+from tf_twostage.stage1.propagation import PROPAGATION_INPUTS, one_hot_labels, propagated_posterior  # noqa: E402
 from tf_twostage.stage1.quality import roc_auc  # noqa: E402
 from tf_twostage.utils import io_utils  # noqa: E402
 
 _WORKDIRS = flags.DEFINE_list("workdirs", [], "Finished runs (clean training labels known).")
 _NEIGHBOURS = flags.DEFINE_integer("neighbours", 10, "k of the graph.")
 _ALPHA = flags.DEFINE_float("alpha", 0.9, "Propagation alpha.")
+_INPUT = flags.DEFINE_enum("input", "posterior", PROPAGATION_INPUTS, "What spreads over the graphs: the recorded "
+                           "posterior, or the noisy labels one-hot.")
+_BLUR = flags.DEFINE_float("blur", 0.0, "Gaussian blur (sigma, pixels) of the images the pixel graph compares.")
 _SHARES = flags.DEFINE_list("shares", ["0.05", "0.1", "0.15"], "Top shares of each class whose precision is given.")
 _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "propagation_ranking.json"),
                               "JSON file.")
@@ -75,10 +80,12 @@ def measure_run(workdir: str, shares: list) -> dict:
     labels = data.train.labels
     correct = labels == data.train.clean_labels
     k, alpha = _NEIGHBOURS.value, _ALPHA.value
+    spread = one_hot_labels(labels, data.num_classes) if _INPUT.value == "labels" else recorded
     posteriors = {
         "recorded": recorded,
-        "pixels": propagated_posterior(recorded, pixel_features(data.train, data.preprocessor, 256), k, alpha),
-        "penultimate": propagated_posterior(recorded, penultimate_features(config, data, workdir), k, alpha)}
+        "pixels": propagated_posterior(spread, pixel_features(data.train, data.preprocessor, 256, _BLUR.value), k,
+                                       alpha),
+        "penultimate": propagated_posterior(spread, penultimate_features(config, data, workdir), k, alpha)}
     row = {"workdir": workdir, "seed": int(config.seed), "noise": f"{config.noise.type}:{config.noise.rate:g}"}
     for way, posterior in posteriors.items():
         score = posterior[np.arange(len(labels)), labels]
@@ -102,7 +109,8 @@ def main(argv):
                 "(no training); mean over the runs",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(["python", "benchmarks/propagation_ranking.py", *sys.argv[1:]]),
-        "neighbours": _NEIGHBOURS.value, "alpha": _ALPHA.value, "means": means, "rows": rows})
+        "neighbours": _NEIGHBOURS.value, "alpha": _ALPHA.value, "input": _INPUT.value, "blur": _BLUR.value,
+        "means": means, "rows": rows})
     print("| ranking | ROC AUC | right on the training images % | "
           + " | ".join(f"top {s:g} of each class: precision %" for s in shares) + " |")
     print("|---" * (3 + len(shares)) + "|")

@@ -146,6 +146,7 @@ def test_a_change_of_later_stage_keys_keeps_the_earlier_stages_done(tmp_path):
     switch = RunManifest(str(tmp_path), _config(**{"stage1.heavy_noise_rate": 0.65}))  # decided from predictions
     assert switch.done("stage1") and not switch.done("selection")
     for key, value in (("stage1.propagation_input", "labels"), ("stage1.heavy_noise_alpha", 0.9),
+                       ("stage1.propagation_blur", 0.0),
                        ("stage1.heavy_noise_input", "posterior")):  # what the selection spreads, and how far
         respread = RunManifest(str(tmp_path), _config(**{key: value}))
         assert respread.done("stage1") and not respread.done("selection"), key

@@ -6,7 +6,8 @@ import pytest
 from tf_twostage.config.checks import validate_config
 from tf_twostage.runs.experiment import METHODS, check_preconditions
 from tf_twostage.runs.heavy_noise import (cluster_transition, heavy_noise_decision, heavy_noise_overrides,
-                                          selection_config, stage2_overrides, training_config)
+                                          selection_config, settings, stage2_overrides,
+                                          training_config)
 from tf_twostage.runs.propagation import propagate_split
 from tf_twostage.runs.stage1 import load_selection, select_labels
 from tf_twostage.stage1.clusters import estimated_noise_rate
@@ -84,18 +85,33 @@ def test_the_second_round_takes_the_switchs_overrides_but_the_graphs_spread_only
 
 
 def test_under_the_switch_stage2_trains_with_the_pretrainings_dropout_when_its_own_is_lower():
-    assert stage2_overrides(smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.2})) == {"dropout": 0.5}
-    assert stage2_overrides(smoke_config(**{"model.dropout": 0.5})) == {}  # unset: Stage 2 has the model's
-    assert stage2_overrides(smoke_config(**{"model.dropout": 0.2, "stage2.dropout": 0.5})) == {}  # not raised
-    config = smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.2})
+    own_start = {"stage2.heavy_noise_init_from_stage1": True}  # the dropout alone here
+    assert stage2_overrides(smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.2}, **own_start)) == {
+        "dropout": 0.5}
+    assert stage2_overrides(smoke_config(**{"model.dropout": 0.5}, **own_start)) == {}  # unset: the model's
+    assert stage2_overrides(smoke_config(**{"model.dropout": 0.2, "stage2.dropout": 0.5}, **own_start)) == {}
+    config = smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.2}, **own_start)
     assert training_config(config, {}) == (config, {})
     assert training_config(config, {"heavy_noise": {"switched": False, "overrides": {}}}) == (config, {})
     switched, overrides = training_config(config, {"heavy_noise": {"switched": True, "overrides": {}}})
     assert overrides == {"dropout": 0.5} and (switched.stage2.dropout, config.stage2.dropout) == (0.5, 0.2)
     # Read off the config as it is now: a Stage-2 dropout above the pre-training's, given after the selection
     # was recorded, is left alone.
-    higher = smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.7})
+    higher = smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.7}, **own_start)
     assert training_config(higher, {"heavy_noise": {"switched": True, "overrides": {}}}) == (higher, {})
+
+
+def test_under_the_switch_stage2_starts_from_a_fresh_network_unless_told_otherwise():
+    config = smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.5})
+    assert config.stage2.init_from_stage1 and not config.stage2.heavy_noise_init_from_stage1  # the defaults
+    switched, overrides = training_config(config, {"heavy_noise": {"switched": True, "overrides": {}}})
+    assert overrides == {"init_from_stage1": False} and not switched.stage2.init_from_stage1
+    assert config.stage2.init_from_stage1  # the run's own config is not touched
+    assert training_config(config, {"heavy_noise": {"switched": False, "overrides": {}}}) == (config, {})
+    fresh = smoke_config(**{"stage2.init_from_stage1": False})  # already fresh: nothing to override
+    assert stage2_overrides(fresh) == {}
+    assert settings("stage2", {"dropout": 0.5, "init_from_stage1": False}) == (
+        "stage2.dropout=0.5, stage2.init_from_stage1=False")
 
 
 def test_a_switched_selection_is_the_noisy_posterior_propagated_with_the_scaled_floor(stage1_run):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.ndimage
 import tensorflow as tf
 
 from tf_twostage.config.checks import validate_config
@@ -91,6 +92,7 @@ def test_config_checks_name_the_bad_propagation_value():
             ("propagation_neighbours", 0, r"stage1.propagation_neighbours"),
             ("propagation_alpha", 1.0, r"stage1.propagation_alpha must be in \[0, 1\), got 1.0"),
             ("heavy_noise_alpha", -0.1, r"stage1.heavy_noise_alpha must be in \[0, 1\), got -0.1"),
+            ("propagation_blur", -1.0, r"stage1.propagation_blur must be a finite number >= 0, got -1.0"),
             ("propagation_input", "labels", r"stage1.propagation_input=labels .* stage1.propagation=none does not "
                                             r"build: set stage1.propagation=pixels")):
         config = smoke_config(**{f"stage1.{key}": value})
@@ -115,6 +117,35 @@ def test_pixel_features_of_large_images_are_area_resized_to_at_most_32_a_side():
     features = pixel_features(split, lambda image: tf.cast(image, tf.float32), 2)
     assert features.shape == (3, 32 * 24 * 3)
     assert features[0, 0] == pytest.approx(25.0) and features[0, 1:].max() == 0.0
+
+
+def test_pixel_features_blur_each_channel_over_height_and_width_alone():
+    images = np.zeros((2, 9, 7, 3), np.uint8)
+    images[0, 4, 3, 1] = 200  # one bright pixel of the green channel
+    images[1, :, :, 2] = 50
+    split = ImageSplit(labels=np.array([0, 1]), index=np.arange(2), num_classes=2, image_shape=(9, 7, 3),
+                       images=images)
+    identity = lambda image: tf.cast(image, tf.float32)  # noqa: E731
+    raw = pixel_features(split, identity, 2)
+    blurred = pixel_features(split, identity, 2, blur=1.0).reshape(2, 9, 7, 3)
+    np.testing.assert_allclose(blurred, scipy.ndimage.gaussian_filter(raw.reshape(2, 9, 7, 3), (0, 1, 1, 0)),
+                               rtol=1e-6, atol=1e-6)
+    assert blurred[0, :, :, (0, 2)].max() == 0.0  # the other channels get none of it
+    assert blurred[0, 4, 3, 1] < 200 and blurred[0, :, :, 1].sum() == pytest.approx(200, rel=1e-5)
+    assert blurred[0, 3, 3, 1] > 0 and blurred[0, 3, 3, 1] == pytest.approx(blurred[0, 5, 3, 1])  # evenly around
+    np.testing.assert_allclose(blurred[1], images[1].astype(np.float32), rtol=1e-6)  # a flat image stays flat
+    np.testing.assert_array_equal(pixel_features(split, identity, 2, blur=0.0), raw)
+
+
+def test_the_graph_compares_the_images_blurred_as_the_config_says(stage1_run):
+    config, data, _, probabilities = stage1_run
+    for blur in (0.0, 1.0):
+        config = confidence_config(config, propagation="pixels", propagation_blur=blur)
+        expected = propagated_posterior(probabilities, pixel_features(data.train, data.preprocessor, 64, blur), 5,
+                                        float(config.stage1.propagation_alpha))
+        np.testing.assert_allclose(propagate_split(config, data, data.train, probabilities), expected, rtol=1e-5,
+                                   atol=1e-6)
+    assert config.stage1.propagation_blur == smoke_config().stage1.propagation_blur == 1.0  # the default blurs
 
 
 def test_selection_ranks_with_the_propagated_posterior(stage1_run):

@@ -98,6 +98,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.propagation = "none"
     config.stage1.propagation_neighbours = 10  # k of the graph
     config.stage1.propagation_alpha = 0.9  # how far labels spread: F = (I - alpha S)^-1 P, alpha in [0, 1)
+    # The graph compares the images blurred (Gaussian, this sigma in pixels of the compared images, at most 32 a
+    # side): a stroke one pixel off still overlaps. 0: the raw pixels (before 2026-11-30).
+    config.stage1.propagation_blur = 1.0
     # What Stage 1 spreads: posterior (P, the pre-trained network's) | labels (the noisy labels themselves, one-hot:
     # a vote of each image's look-alikes that no training moves). The second round always spreads its model's.
     config.stage1.propagation_input = "posterior"
@@ -126,6 +129,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage2.epochs = 300  # an epoch = one pass over the unlabeled half (all training images)
     config.stage2.target_steps = 0  # > 0: epochs (and ramps, in proportion) scaled to ~this many steps
     config.stage2.init_from_stage1 = True  # continue from the Stage-1 weights (else a fresh network)
+    # Under the heavy-noise switch (stage1.heavy_noise_rate) Stage 2 starts from a fresh network unless this is
+    # True: the pre-trained weights fitted mostly wrong labels, and their float rounding carried into Stage 2
+    # (tf_twostage.runs.heavy_noise).
+    config.stage2.heavy_noise_init_from_stage1 = False
     config.stage2.batch_size = 100  # global: half labeled (class-balanced), half unlabeled
     config.stage2.learning_rate = 0.003  # Adam, max of the ramped learning rate
     config.stage2.rampup_epochs = 80  # exp(-5 (1-t)^2) on the learning rate and consistency weight

@@ -41,7 +41,7 @@ from tf_twostage.training.precision import set_dtype_policy
 from tf_twostage.training.resume import remove_checkpoints
 from tf_twostage.reporting.run_report import write_report
 from tf_twostage.runs.pretrain import train_cross_entropy
-from tf_twostage.runs.heavy_noise import selection_config, switch_reason, training_config
+from tf_twostage.runs.heavy_noise import selection_config, settings, switch_reason, training_config
 from tf_twostage.runs.propagation import check_propagation_size
 from tf_twostage.runs.stage1 import (
     PREDICTIONS_FILE,
@@ -93,12 +93,11 @@ def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
     stats = run_stage1(config, data, strategy, workdir)
     selecting, (training, overrides) = selection_config(config, stats), training_config(config, stats)
     kept, outcome, histories = load_selection(workdir, data), {"fallbacks": []}, {}
-    if overrides:  # tf_twostage.runs.heavy_noise: Stage 2 as regularized as the pre-training
+    if overrides:  # tf_twostage.runs.heavy_noise: Stage 2 as regularized as the pre-training, from a fresh start
         stats["heavy_noise"]["stage2_overrides"] = overrides
         outcome["fallbacks"].append(fallback_record(
-            "stage2", f"stage2.dropout={config.stage2.dropout:g} under the heavy-noise switch",
-            ", ".join(f"stage2.{key}={value:g}" for key, value in overrides.items()),
-            switch_reason(stats["heavy_noise"])))
+            "stage2", settings("stage2", {key: config.stage2[key] for key in overrides}) + " under the heavy-noise "
+            "switch", settings("stage2", overrides), switch_reason(stats["heavy_noise"])))
     config = training
     plan = plan_validation(config, data, load_refined_validation(workdir, data), anneals=True)
     if int(config.stage2.rounds) == 2:  # tf_twostage.runs.reselection

@@ -44,6 +44,7 @@ LATER_STAGE_KEYS = {
     "stage1.propagation_neighbours": "selection",
     "stage1.propagation_alpha": "selection",
     "stage1.propagation_input": "selection",
+    "stage1.propagation_blur": "selection",
     "stage1.heavy_noise_alpha": "selection",  # the switch's overrides, applied to the recorded predictions
     "stage1.heavy_noise_input": "selection",
     "stage1.heavy_noise_rate": "selection",  # decided from the recorded Stage-1 predictions

@@ -1,13 +1,19 @@
 """`stage1.propagation`: the ranking posterior propagated over the images' own neighbour graph.
 
 `tf_twostage.stage1.propagation` does the arithmetic on arrays; this module gives it the images of a split
-as pixel vectors (pre-processed as for evaluation, area-resized to at most `FEATURE_SIDE` pixels a side) and
-checks the data size before any training (`check_propagation_size`).
+as pixel vectors (pre-processed as for evaluation, area-resized to at most `FEATURE_SIDE` pixels a side, blurred
+by `stage1.propagation_blur`) and checks the data size before any training (`check_propagation_size`).
+
+The blur (a Gaussian of sigma 1 pixel by default) lets a stroke one pixel off still overlap its look-alike's:
+on mnist5k at symmetric 0.8 Stage 1's noisy labels propagated over it keep 15% at 93.7% precision against 91.7%
+over the raw pixels (seeds 0-4, chosen on them; sigma 0.5: 92.4%, 1.5: 92.0%, 2: 88.5%; README "The heavy-noise
+switch").
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.ndimage
 import tensorflow as tf
 
 from tf_twostage.config.base import eval_batch_size
@@ -37,8 +43,9 @@ def check_propagation_size(config, data: PreparedData) -> None:
             f"largest split has {count:,}: set stage1.heavy_noise_rate=0")
 
 
-def pixel_features(split: ImageSplit, preprocessor, batch_size: int) -> np.ndarray:
-    """The images of `split` in order, pre-processed, at most FEATURE_SIDE a side, one flat row each."""
+def pixel_features(split: ImageSplit, preprocessor, batch_size: int, blur: float = 0.0) -> np.ndarray:
+    """The images of `split` in order, pre-processed, at most FEATURE_SIDE a side, blurred by a Gaussian of
+    sigma `blur` pixels over height and width (0: not blurred), one flat row each."""
     rows = []
     for batch in evaluation_dataset(split, preprocessor, batch_size):
         images = tf.convert_to_tensor(batch["image"], tf.float32)
@@ -49,7 +56,10 @@ def pixel_features(split: ImageSplit, preprocessor, batch_size: int) -> np.ndarr
             factor = FEATURE_SIDE / max(height, width)
             size = (max(1, round(height * factor)), max(1, round(width * factor)))
             images = tf.image.resize(images, size, method="area")
-        rows.append(tf.reshape(images, (images.shape[0], -1)).numpy())
+        images = images.numpy()
+        if blur > 0:
+            images = scipy.ndimage.gaussian_filter(images, sigma=(0, blur, blur, 0))
+        rows.append(images.reshape(len(images), -1))
     return np.concatenate(rows) if rows else np.zeros((0, 1), np.float32)
 
 
@@ -57,6 +67,6 @@ def propagate_split(config, data: PreparedData, split: ImageSplit, probabilities
     """`probabilities` (over `split`, in order) as `stage1.propagation` says to rank with them."""
     if config.stage1.propagation == "none" or len(split) == 0:
         return np.asarray(probabilities)
-    features = pixel_features(split, data.preprocessor, eval_batch_size(config))
+    features = pixel_features(split, data.preprocessor, eval_batch_size(config), float(config.stage1.propagation_blur))
     return propagated_posterior(probabilities, features, int(config.stage1.propagation_neighbours),
                                 float(config.stage1.propagation_alpha)).astype(np.float32)
