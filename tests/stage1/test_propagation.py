@@ -92,7 +92,8 @@ def test_config_checks_name_the_bad_propagation_value():
             ("propagation_neighbours", 0, r"stage1.propagation_neighbours"),
             ("propagation_alpha", 1.0, r"stage1.propagation_alpha must be in \[0, 1\), got 1.0"),
             ("heavy_noise_alpha", -0.1, r"stage1.heavy_noise_alpha must be in \[0, 1\), got -0.1"),
-            ("propagation_blur", -1.0, r"stage1.propagation_blur must be a finite number >= 0, got -1.0"),
+            ("propagation_blur", -1.0, r"stage1.propagation_blur must be in \[0, 8\], got -1.0"),
+            ("propagation_blur", 1e6, r"stage1.propagation_blur must be in \[0, 8\], got 1000000.0"),
             ("propagation_input", "labels", r"stage1.propagation_input=labels .* stage1.propagation=none does not "
                                             r"build: set stage1.propagation=pixels")):
         config = smoke_config(**{f"stage1.{key}": value})

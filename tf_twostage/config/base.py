@@ -99,7 +99,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.stage1.propagation_neighbours = 10  # k of the graph
     config.stage1.propagation_alpha = 0.9  # how far labels spread: F = (I - alpha S)^-1 P, alpha in [0, 1)
     # The graph compares the images blurred (Gaussian, this sigma in pixels of the compared images, at most 32 a
-    # side): a stroke one pixel off still overlaps. 0: the raw pixels (before 2026-11-30).
+    # side, at most 8): a stroke one pixel off still overlaps. 0: the raw pixels (before 2026-11-30).
     config.stage1.propagation_blur = 1.0
     # What Stage 1 spreads: posterior (P, the pre-trained network's) | labels (the noisy labels themselves, one-hot:
     # a vote of each image's look-alikes that no training moves). The second round always spreads its model's.

@@ -162,7 +162,8 @@ def _check_stage1(stage1) -> None:
     _integer("stage1.clean_epochs", stage1.clean_epochs, minimum=1)
     _integer("stage1.clean_batch_size", stage1.clean_batch_size, minimum=1)
     _integer("stage1.propagation_neighbours", stage1.propagation_neighbours, minimum=1)
-    _at_least("stage1.propagation_blur", stage1.propagation_blur, 0.0)
+    # A sigma of 8 already spreads a pixel over the whole 32-pixel side the graph compares at (4 sigma).
+    _in_range("stage1.propagation_blur", stage1.propagation_blur, 0.0, 8.0)
     for key in ("propagation_alpha", "heavy_noise_alpha"):
         if not _is_number(stage1[key]) or not 0.0 <= stage1[key] < 1.0:
             raise ValueError(f"stage1.{key} must be in [0, 1), got {stage1[key]!r}")
