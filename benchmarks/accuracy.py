@@ -55,8 +55,11 @@ STAGE2_DROPOUT05 = ["--config.stage2.dropout=0.5"]
 # the raw pixels; it changes only runs that propagate (stage1.propagation=pixels, or cells that switch). Rows
 # measured before Stage 2 started afresh under the switch (stage2.heavy_noise_init_from_stage1=False, the same
 # day) pin the pre-trained start; it changes only the cells that switch.
+# Rows measured before the switch's last Stage-2 round averaged three networks (stage2.heavy_noise_ensemble_size=3,
+# later on 2026-11-30) pin one network; it changes only the cells that switch.
 RAW_PIXELS = ["--config.stage1.propagation_blur=0"]
-SWITCH_RAW_FROM_STAGE1 = RAW_PIXELS + ["--config.stage2.heavy_noise_init_from_stage1=True"]
+SWITCH_ONE_NETWORK = ["--config.stage2.heavy_noise_ensemble_size=1"]
+SWITCH_RAW_FROM_STAGE1 = RAW_PIXELS + ["--config.stage2.heavy_noise_init_from_stage1=True"] + SWITCH_ONE_NETWORK
 SWITCH_POSTERIOR = ["--config.stage1.heavy_noise_input=posterior"] + SWITCH_RAW_FROM_STAGE1
 SWITCH_ALPHA09 = ["--config.stage1.heavy_noise_alpha=0.9"] + SWITCH_POSTERIOR
 NO_SWITCH = ["--config.stage1.heavy_noise_rate=0"] + STAGE2_DROPOUT05
@@ -177,6 +180,9 @@ METHOD_ARGS = {
     # ... and before its graph compared the images blurred and its Stage 2 started afresh (later on 2026-11-30).
     "two_stage_temporal_ensembling_switch_raw_from_stage1": TWO_STAGE + [
         "--config.stage2.algorithm=temporal_ensembling"] + SWITCH_RAW_FROM_STAGE1,
+    # ... and before its last Stage-2 round averaged three networks (later still on 2026-11-30).
+    "two_stage_temporal_ensembling_switch_one_network": TWO_STAGE + [
+        "--config.stage2.algorithm=temporal_ensembling"] + SWITCH_ONE_NETWORK,
     # The paper's recipe (configs/paper/mnist.py) on the embedded data: nothing tuned.
     "two_stage_paper": ["--config.data.name=mnist5k"],
     # The paper's recipe with one mnist5k deviation each (README: "Deviations of the mnist5k preset").

@@ -142,12 +142,13 @@ def test_the_second_round_ranks_with_the_propagated_posterior_when_stage1_does(t
 def test_the_second_round_ranks_like_stage1_after_the_heavy_noise_switch(tmp_path, monkeypatch):
     config = smoke_config(**{"method": "two_stage", "stage2.rounds": 2, "stage2.reselect_threshold": 0.5,
                              "stage1.propagation_neighbours": 5, "stage1.heavy_noise_rate": 1e-6,
-                             "model.dropout": 0.5, "stage2.dropout": 0.2})
-    dropouts, starts, train_stage2 = [], [], experiment.train_stage2
+                             "model.dropout": 0.5, "stage2.dropout": 0.2, "stage2.heavy_noise_ensemble_size": 2})
+    dropouts, starts, members, train_stage2 = [], [], [], experiment.train_stage2
 
     def recording(config, *args, **kwargs):
         dropouts.append(config.stage2.dropout)
         starts.append(config.stage2.init_from_stage1)
+        members.append(kwargs.get("members", 1))
         return train_stage2(config, *args, **kwargs)
 
     monkeypatch.setattr(experiment, "train_stage2", recording)
@@ -155,8 +156,11 @@ def test_the_second_round_ranks_like_stage1_after_the_heavy_noise_switch(tmp_pat
     assert results["stage1"]["heavy_noise"]["switched"] and results["stage1"]["propagation"] == "pixels"
     # Both Stage-2 rounds train with the pre-training's dropout, not the lower one the config gives Stage 2, and
     # from a fresh network, not the weights pre-trained on the mostly wrong labels.
-    assert dropouts == [0.5, 0.5] and starts == [False, False]
-    assert results["stage1"]["heavy_noise"]["stage2_overrides"] == {"dropout": 0.5, "init_from_stage1": False}
+    # The last round averages two networks (stage2.heavy_noise_ensemble_size; the config's own size is 1).
+    assert dropouts == [0.5, 0.5] and starts == [False, False] and members == [1, 2]
+    assert results["stage1"]["heavy_noise"]["stage2_overrides"] == {"dropout": 0.5, "init_from_stage1": False,
+                                                                   "ensemble_size": 2}
+    assert results["ensemble_size"] == 2 and len(results["validation"]["members"]) == 2
     assert results["stage2_reselection"]["propagation"] == "pixels"  # the run's own config says none
     assert any(entry["option"].startswith("the selection for lower noise") for entry in results["fallbacks"])
     report = (tmp_path / "report.md").read_text()
@@ -166,5 +170,5 @@ def test_the_second_round_ranks_like_stage1_after_the_heavy_noise_switch(tmp_pat
     assert results["stage1"]["propagation_alpha"] == 0.99 and results["stage2_reselection"]["propagation_alpha"] == 0.9
     assert results["stage1"]["propagation_input"] == "labels"
     assert "the selection for lower noise (stage1.heavy_noise_rate=1e-06): used stage1.posterior=noisy" in report
-    assert ("stage2.dropout=0.2, stage2.init_from_stage1=True under the heavy-noise switch: used stage2.dropout=0.5, "
-            "stage2.init_from_stage1=False") in report
+    assert ("stage2.dropout=0.2, stage2.init_from_stage1=True, stage2.ensemble_size=1 under the heavy-noise switch: "
+            "used stage2.dropout=0.5, stage2.init_from_stage1=False, stage2.ensemble_size=2") in report

@@ -85,7 +85,7 @@ def test_the_second_round_takes_the_switchs_overrides_but_the_graphs_spread_only
 
 
 def test_under_the_switch_stage2_trains_with_the_pretrainings_dropout_when_its_own_is_lower():
-    own_start = {"stage2.heavy_noise_init_from_stage1": True}  # the dropout alone here
+    own_start = {"stage2.heavy_noise_init_from_stage1": True, "stage2.heavy_noise_ensemble_size": 1}  # dropout alone
     assert stage2_overrides(smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.2}, **own_start)) == {
         "dropout": 0.5}
     assert stage2_overrides(smoke_config(**{"model.dropout": 0.5}, **own_start)) == {}  # unset: the model's
@@ -102,13 +102,13 @@ def test_under_the_switch_stage2_trains_with_the_pretrainings_dropout_when_its_o
 
 
 def test_under_the_switch_stage2_starts_from_a_fresh_network_unless_told_otherwise():
-    config = smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.5})
+    config = smoke_config(**{"model.dropout": 0.5, "stage2.dropout": 0.5, "stage2.heavy_noise_ensemble_size": 1})
     assert config.stage2.init_from_stage1 and not config.stage2.heavy_noise_init_from_stage1  # the defaults
     switched, overrides = training_config(config, {"heavy_noise": {"switched": True, "overrides": {}}})
     assert overrides == {"init_from_stage1": False} and not switched.stage2.init_from_stage1
     assert config.stage2.init_from_stage1  # the run's own config is not touched
     assert training_config(config, {"heavy_noise": {"switched": False, "overrides": {}}}) == (config, {})
-    fresh = smoke_config(**{"stage2.init_from_stage1": False})  # already fresh: nothing to override
+    fresh = smoke_config(**{"stage2.init_from_stage1": False, "stage2.heavy_noise_ensemble_size": 1})  # already fresh
     assert stage2_overrides(fresh) == {}
     assert settings("stage2", {"dropout": 0.5, "init_from_stage1": False}) == (
         "stage2.dropout=0.5, stage2.init_from_stage1=False")

@@ -15,6 +15,7 @@ from tf_twostage.data.datasets import DATASET_NAMES
 from tf_twostage.data.noise import NOISE_TYPES, parse_mapping
 from tf_twostage.training.distribution import STRATEGY_NAMES
 from tf_twostage.models import MODEL_NAMES
+from tf_twostage.models.ensemble import MAX_MEMBERS
 from tf_twostage.stage1.callback import RANKINGS
 from tf_twostage.stage1.selection import POSTERIORS
 from tf_twostage.training.optimizers import OPTIMIZER_NAMES
@@ -190,6 +191,11 @@ def _check_stage2(stage2) -> None:
     _integer("stage2.translate_px", stage2.translate_px, minimum=0)
     _integer("stage2.finetune_epochs", stage2.finetune_epochs, minimum=0)
     _one_of("stage2.rounds", stage2.rounds, (1, 2))
+    for key in ("ensemble_size", "heavy_noise_ensemble_size"):
+        _integer(f"stage2.{key}", stage2[key], minimum=1)
+        if stage2[key] > MAX_MEMBERS:
+            raise ValueError(f"stage2.{key} must be at most {MAX_MEMBERS} (networks trained one after the other), "
+                             f"got {stage2[key]!r}")
     _in_range("stage2.reselect_threshold", stage2.reselect_threshold, 0.0, 1.0)
     _one_of("stage2.reselect_keep", stage2.reselect_keep, RESELECT_KEEP)
     if stage2.dropout is not None:

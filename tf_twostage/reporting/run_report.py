@@ -335,6 +335,11 @@ def write_report(run_dirs: Sequence[str], output_dir: str, image_grids: bool = T
     if second:
         lines += ["## Second selection round (stage2.rounds=2: the Stage-2 model re-selects the labels)", "",
                   *second, ""]
+    averaged = [f"- {_cell(run['name'])}: the classifier averages {size} networks of the last Stage-2 round, trained "
+                f"from seeds {run['results']['seed']} to {run['results']['seed'] + size - 1}"
+                for run in usable for size in [int(run["results"].get("ensemble_size") or 1)] if size > 1]
+    if averaged:
+        lines += ["## An ensemble of Stage-2 networks (stage2.ensemble_size)", "", *averaged, ""]
     instead = [f"- {_cell(run['name'])}: {_cell(entry['stage'])}: {_cell(entry['option'])}: used "
                f"{_cell(entry['used'])} ({_cell(entry['reason'])})"
                for run in usable for entry in run["results"].get("fallbacks") or []]

@@ -34,9 +34,11 @@ from tf_twostage.data.image_check import bad_files_named
 from tf_twostage.data.prepare import PreparedData, prepare_data
 from tf_twostage.training.distribution import check_global_batch_size, make_strategy, worker_workdir
 from tf_twostage.training.metrics import evaluate_classifier
-from tf_twostage.serving.export import ENCODED_IMAGE_DATASETS, EXPORT_DIR, export_classifier
+from tf_twostage.serving.export import (ENCODED_IMAGE_DATASETS, EXPORT_DIR, FINAL_OUTCOME_PARTS, FINAL_WEIGHTS_PARTS,
+                                        export_classifier)
 from tf_twostage.runs.manifest import RunManifest, check_workdir
 from tf_twostage.models import build_classifier
+from tf_twostage.models.ensemble import average_ensemble
 from tf_twostage.training.precision import set_dtype_policy
 from tf_twostage.training.resume import remove_checkpoints
 from tf_twostage.reporting.run_report import write_report
@@ -59,9 +61,9 @@ from tf_twostage.runs.stage2 import build_semi_supervised_classifier, train_stag
 from tf_twostage.runs.validation import plan_validation, resolve_source, validation_report
 from tf_twostage.stage1.selection import check_every_class_kept
 
-FINAL_DIR = "final"
-FINAL_WEIGHTS = os.path.join(FINAL_DIR, "classifier.weights.h5")
-FINAL_OUTCOME = os.path.join(FINAL_DIR, "outcome.json")  # what the method returned besides the classifier
+FINAL_DIR = FINAL_WEIGHTS_PARTS[0]
+FINAL_WEIGHTS = os.path.join(*FINAL_WEIGHTS_PARTS)
+FINAL_OUTCOME = os.path.join(*FINAL_OUTCOME_PARTS)  # what the method returned besides the classifier
 SEMI_SUPERVISED_METHODS = ("two_stage", "stage2_all_labels")  # their classifier has the Stage-2 noise layers
 SELECTING_METHODS = ("two_stage", "stage1_only", "improved_baseline")  # they run Stage 1's selection (run_stage1)
 
@@ -108,13 +110,16 @@ def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
         outcome["fallbacks"] += outcome["stage2_reselection"]["fallbacks"]
         del first
         release_memory()
+    members = int(config.stage2.ensemble_size)
+    keepers = plan.member_keepers(members)
     classifier, last_round = train_stage2(
         config, data, kept, strategy, workdir, weights_path(workdir),
-        validation_positions=plan.positions, validation_split=plan.split, extra_callbacks=[plan.keeper],
+        validation_positions=plan.positions, validation_split=plan.split, members=members,
+        member_callbacks=lambda member: [keepers[member]],
     )
     histories.update(last_round)
     histories["stage1"] = io_utils.read_json(os.path.join(workdir, "stage1", "history.json"))
-    return {"classifier": classifier, "stage1": stats, "history": histories, **outcome,
+    return {"classifier": classifier, "stage1": stats, "history": histories, **outcome, "ensemble_size": members,
             "validation": _report_after_training(config, data, classifier, plan, "stage2")}
 
 
@@ -201,10 +206,12 @@ def run_stage2_all_labels(config, data: PreparedData, strategy, workdir: str) ->
     """`method=stage2_all_labels` (ablation): Stage 2 from the pre-trained weights with every noisy label."""
     ensure_stage1_trained(config, data, strategy, workdir)
     plan = plan_validation(config, data, anneals=True)
+    members = int(config.stage2.ensemble_size)
+    keepers = plan.member_keepers(members)
     classifier, histories = train_stage2(config, data, np.ones(len(data.train), bool), strategy, workdir,
-                                         weights_path(workdir), validation_split=plan.split,
-                                         extra_callbacks=[plan.keeper])
-    return {"classifier": classifier, "history": histories,
+                                         weights_path(workdir), validation_split=plan.split, members=members,
+                                         member_callbacks=lambda member: [keepers[member]])
+    return {"classifier": classifier, "history": histories, "ensemble_size": members,
             "validation": _report_after_training(config, data, classifier, plan, "stage2")}
 
 
@@ -313,6 +320,7 @@ def _run_locked(config, data: PreparedData, strategy, workdir: str, started: flo
         "test_confusion_matrix": test_metrics["confusion_matrix"],
         "stage1": outcome.get("stage1"),
         "stage2_reselection": outcome.get("stage2_reselection"),
+        "ensemble_size": int(outcome.get("ensemble_size", 1)),  # networks averaged (stage2.ensemble_size)
         "baseline": outcome.get("baseline"),
         # What an option could not do on these data and what ran instead (a warning was logged for each).
         "fallbacks": [*(outcome.get("stage1") or {}).get("fallbacks", []),
@@ -342,10 +350,11 @@ def _trained_classifier(config, data: PreparedData, strategy, workdir: str, mani
     """(classifier, outcome): runs the method, or reloads what a finished training left in final/."""
     weights = os.path.join(workdir, FINAL_WEIGHTS)
     if manifest.done("training") and os.path.exists(weights):
+        outcome = io_utils.read_json(os.path.join(workdir, FINAL_OUTCOME))
         with strategy.scope():
-            classifier = final_classifier(config, data)
+            classifier = final_classifier(config, data, int(outcome.get("ensemble_size", 1)))
         classifier.load_weights(weights)
-        return classifier, io_utils.read_json(os.path.join(workdir, FINAL_OUTCOME))
+        return classifier, outcome
     started = time.time()
     outcome = METHODS[config.method](config, data, strategy, workdir)
     classifier = outcome.pop("classifier")
@@ -357,10 +366,11 @@ def _trained_classifier(config, data: PreparedData, strategy, workdir: str, mani
     return classifier, outcome
 
 
-def final_classifier(config, data: PreparedData) -> keras.Model:
-    """An untrained classifier of the architecture `config.method` trains (to load final weights into)."""
+def final_classifier(config, data: PreparedData, members: int = 1) -> keras.Model:
+    """An untrained classifier of the architecture `config.method` trains (to load final weights into);
+    `members` > 1: the average of that many (`recorded_ensemble_size` says how many a run trained)."""
     if config.method in SEMI_SUPERVISED_METHODS:
-        return build_semi_supervised_classifier(config, data)
+        return average_ensemble([build_semi_supervised_classifier(config, data) for _ in range(int(members))])
     return build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
 
 

@@ -55,15 +55,18 @@ def heavy_noise_overrides(config, rate: float) -> dict:
 
 
 def stage2_overrides(config) -> dict:
-    """The `stage2` keys the switch sets: Stage 2's own dropout gives way to the pre-training's, when lower, and
+    """The `stage2` keys the switch sets: Stage 2's own dropout gives way to the pre-training's, when lower,
     Stage 2 starts from the architecture's seeded initialization (or `model.weights_path`'s), not the pre-trained
-    weights, unless `stage2.heavy_noise_init_from_stage1` says otherwise."""
+    weights, unless `stage2.heavy_noise_init_from_stage1` says otherwise, and its last round averages at least
+    `stage2.heavy_noise_ensemble_size` networks."""
     overrides = {}
     own = config.stage2.dropout
     if own is not None and float(own) < float(config.model.dropout):
         overrides["dropout"] = float(config.model.dropout)
     if config.stage2.init_from_stage1 and not config.stage2.heavy_noise_init_from_stage1:
         overrides["init_from_stage1"] = False
+    if int(config.stage2.heavy_noise_ensemble_size) > int(config.stage2.ensemble_size):
+        overrides["ensemble_size"] = int(config.stage2.heavy_noise_ensemble_size)
     return overrides
 
 

@@ -7,7 +7,9 @@ or the paper's Clothing1M sub-epochs; a ramped or a constant learning rate, halv
 early stopping), and optionally fine-tunes it on a clean subset with a small learning rate (the paper's
 Table 4, rows 7, 8 -> 12, 13). Both are checkpointed every epoch (`tf_twostage.training.resume`): a rerun
 after a crash continues with the optimizer, the ramps, the plateau and stopping counters and the
-temporal-ensemble buffer as they were.
+temporal-ensemble buffer as they were. With `stage2.ensemble_size` > 1 the last round trains that many networks,
+each from its own seed, one after the other (each checkpointed under its own name), and the run's classifier is
+their average (`tf_twostage.models.ensemble`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tf_twostage.data.pipelines import semi_supervised_stream, supervised_datase
 from tf_twostage.data.prepare import PreparedData
 from tf_twostage.training.distribution import check_global_batch_size
 from tf_twostage.models import build_classifier
+from tf_twostage.models.ensemble import average_ensemble
 from tf_twostage.training.early_stopping import ResumableEarlyStopping
 from tf_twostage.training.optimizers import ResumableReduceLROnPlateau
 from tf_twostage.training.resume import checkpoint_dir, resume_fit
@@ -149,7 +152,7 @@ def scaled_to_data(config, num_examples: int):
 
 def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage1_weights: str,
                  validation_positions=None, validation_split=None, extra_callbacks=(), stage_name: str = "stage2",
-                 finetune: bool = True):
+                 finetune: bool = True, members: int = 1, member_callbacks=None):
     """Trains the semi-supervised classifier from `stage1_weights`; returns (classifier, history dict).
 
     `kept` is Stage 1's boolean mask over `data.train`; `validation_split` (default: the noisy validation
@@ -157,7 +160,40 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
     `extra_callbacks` (e.g. `BestEpochKeeper`) see the trainer's logs. `stage_name` names the checkpoint
     and TensorBoard folders and the history entry (a second round has its own); `finetune=False` skips the
     clean fine-tuning (`stage2.finetune_epochs`) of a round that is not the last.
+
+    `members` > 1 (`stage2.ensemble_size`) trains that many networks one after the other, member k with the
+    seed `config.seed + k` (its initialization, stream order, augmentation and noise; member 0 is the network
+    `members=1` trains), each under `<stage_name>_member<k>` (member 0 under `stage_name`), and returns their
+    average (`tf_twostage.models.ensemble`), fine-tuned as one model. `member_callbacks(k)` gives member k's
+    extra callbacks (default: `extra_callbacks` for member 0, none for the others).
     """
+    members = int(members)
+    networks, histories = [], {}
+    for member in range(members):
+        member_config = config
+        if member:
+            member_config = config.copy_and_resolve_references()
+            member_config.seed = int(config.seed) + member
+        name = stage_name if not member else f"{stage_name}_member{member}"
+        callbacks = (member_callbacks(member) if member_callbacks is not None
+                     else (extra_callbacks if not member else ()))
+        network, history = _train_network(member_config, data, kept, strategy, workdir, stage1_weights,
+                                          validation_positions, validation_split, callbacks, name)
+        networks.append(network)
+        histories[name] = history
+        if member + 1 < members:
+            release_memory()
+    with strategy.scope():
+        classifier = average_ensemble(networks)
+    if finetune and int(config.stage2.finetune_epochs) > 0:
+        release_memory()  # the semi-supervised trainer's step buffers are done with
+        histories["finetune"] = finetune_on_clean(config, data, classifier, strategy, workdir)
+    return classifier, histories
+
+
+def _train_network(config, data: PreparedData, kept, strategy, workdir: str, stage1_weights: str,
+                   validation_positions, validation_split, extra_callbacks, stage_name: str):
+    """One network of `train_stage2`: (classifier, history as JSON)."""
     config = scaled_to_data(config, len(data.train))
     stage2 = config.stage2
     kept = np.asarray(kept, bool)
@@ -168,6 +204,11 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
     epochs = int(stage2.epochs)
     steps_per_epoch = stage2_steps_per_epoch(config, len(labeled_positions), len(data.train))
 
+    if not stage2.init_from_stage1:
+        # A fresh network: the layers' default initializers draw from Keras' global seed, which everything
+        # built earlier in the process has advanced. Reseeded here, the network of seed S is the same whether
+        # the run went straight through, resumed after Stage 1, or trained other networks first (an ensemble).
+        keras.utils.set_random_seed(int(config.seed))
     with strategy.scope():
         classifier = build_semi_supervised_classifier(config, data)
         if stage2.init_from_stage1:
@@ -197,11 +238,7 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
     history = resume_fit(trainer, stream, epochs=epochs, steps_per_epoch=steps_per_epoch,
                          directory=checkpoint_dir(workdir, stage_name), validation_data=validation,
                          callbacks=callbacks, verbose=fit_verbosity(config.verbose))
-    histories = {stage_name: io_utils.history_json(history)}
-    if finetune and int(stage2.finetune_epochs) > 0:
-        release_memory()  # the semi-supervised trainer's step buffers are done with
-        histories["finetune"] = finetune_on_clean(config, data, classifier, strategy, workdir)
-    return classifier, histories
+    return classifier, io_utils.history_json(history)
 
 
 def finetune_on_clean(config, data: PreparedData, classifier: keras.Model, strategy, workdir: str) -> dict:

@@ -41,6 +41,7 @@ from tf_twostage.config.base import eval_batch_size
 from tf_twostage.baselines.transition import estimated_accuracy_standard_error, estimated_clean_accuracy
 from tf_twostage.data.prepare import PreparedData
 from tf_twostage.data.source import ImageSplit
+from tf_twostage.models.ensemble import ensemble_members
 from tf_twostage.stage1.label_issues import confident_transition
 from tf_twostage.stage1.selection import transition_problem
 from tf_twostage.training.best_epoch import BestEpochKeeper
@@ -59,6 +60,15 @@ class ValidationPlan:
     positions: Optional[np.ndarray]
     examples: str
     keeper: BestEpochKeeper
+    # Stage 2's further networks (stage2.ensemble_size > 1): one keeper each, of the same kind (`member_keepers`).
+    others: list = dataclasses.field(default_factory=list)
+
+    def member_keepers(self, members: int) -> list:
+        """`members` keepers, `keeper` first, one per network of an ensemble; each keeps its own network's epoch."""
+        like = self.keeper
+        self.others = [BestEpochKeeper(like.monitor, keep=like.keep, num_examples=like.num_examples)
+                       for _ in range(int(members) - 1)]
+        return [self.keeper, *self.others]
 
     @property
     def num_examples(self) -> int:
@@ -192,6 +202,15 @@ def validation_report(config, data: PreparedData, classifier, plan: ValidationPl
     }
     if keeper.keep == "last":
         report["used_for"] = "reported only: validation.keep=last keeps the last epoch"
+    keepers = [keeper, *plan.others]
+    if plan.others:  # an ensemble: the fields above are its first network's; the value scores the average
+        report["members"] = [{"selected_epoch": k.best_epoch + 1 if k.best_epoch >= 0 else None,
+                              "kept_epoch": k.kept_epoch + 1, "val_accuracy_at_selected_epoch":
+                              k.best_value if k.best_epoch >= 0 else None, "val_accuracy_at_last_epoch": k.last_value}
+                             for k in keepers]
+        report["used_for"] += (f"; each of the {len(keepers)} networks of the ensemble keeps its own epoch (the "
+                               "epoch fields above are the first network's, `members` lists all), and the value "
+                               "scores their average")
     if not plan.num_examples:
         report.update(value=None, measured="nothing: no validation examples (the last epoch is kept)")
         return report
@@ -228,11 +247,15 @@ def validation_report(config, data: PreparedData, classifier, plan: ValidationPl
             report["fallbacks"].append({
                 "stage": stage, "option": "validation value corrected with the transition matrix",
                 "used": "the plain noisy validation accuracy", "reason": problem})
-    if keeper.last_weights is not None and keeper.kept_epoch != keeper.last_epoch:
+    networks = ensemble_members(classifier)
+    if len(networks) == len(keepers) and all(k.last_weights is not None for k in keepers) and any(
+            k.kept_epoch != k.last_epoch for k in keepers):
         # For benchmarks only (never used to choose): what keeping the last epoch would have scored.
-        kept = classifier.get_weights()
-        classifier.set_weights(keeper.last_weights)
+        kept = [network.get_weights() for network in networks]
+        for network, member_keeper in zip(networks, keepers):
+            network.set_weights(member_keeper.last_weights)
         report["test_accuracy_last_epoch"] = evaluate_classifier(classifier, data.test, data.preprocessor,
                                                                  eval_batch_size(config))["accuracy"]
-        classifier.set_weights(kept)
+        for network, weights in zip(networks, kept):
+            network.set_weights(weights)
     return report

@@ -146,7 +146,7 @@ def evaluate_model(split_name: str = "test", *, workdir: Optional[str] = None, c
     """
     from tf_twostage.config import load_run_config  # pylint: disable=import-outside-toplevel
     from tf_twostage.data.prepare import prepare_data  # pylint: disable=import-outside-toplevel
-    from tf_twostage.serving.export import load_classifier_weights  # pylint: disable=import-outside-toplevel
+    from tf_twostage.serving.export import run_classifier  # pylint: disable=import-outside-toplevel
     from tf_twostage.serving.prediction import load_export  # pylint: disable=import-outside-toplevel
 
     check_split_name(split_name)
@@ -178,10 +178,7 @@ def evaluate_model(split_name: str = "test", *, workdir: Optional[str] = None, c
     split = {"test": data.test, "validation": data.validation, "train": data.train}[split_name]
     batch_size = eval_batch_size(config)
     if model is None:
-        from tf_twostage.models import build_classifier  # pylint: disable=import-outside-toplevel
-
-        classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
-        load_classifier_weights(classifier, weights)
+        classifier = run_classifier(config, data, workdir, weights)
         probabilities = predict_probabilities(classifier, split, data.preprocessor, batch_size)
     else:
         if tuple(model.class_names) != tuple(data.dataset.class_names):

@@ -29,7 +29,8 @@ from absl import logging
 from tf_twostage.config.compare import check_run_config
 from tf_twostage.training.trainer import ClassifierTrainer
 from tf_twostage.data import source
-from tf_twostage.utils import workdir_lock
+from tf_twostage.models.ensemble import average_ensemble
+from tf_twostage.utils import io_utils, workdir_lock
 from tf_twostage.data.preprocess import Preprocessor
 
 EXPORT_DIR = "export"  # under a run's workdir
@@ -37,6 +38,9 @@ CLASS_NAMES_FILE = "class_names.txt"
 IMAGE_ENDPOINT = "serving_default"
 BYTES_ENDPOINT = "serving_bytes"
 ENCODED_IMAGE_DATASETS = ("clothing1m", "folder", "csv")  # config data.name values read from image files
+# A run's final weights and the record beside them (`tf_twostage.runs.experiment`: FINAL_WEIGHTS, FINAL_OUTCOME).
+FINAL_WEIGHTS_PARTS = ("final", "classifier.weights.h5")
+FINAL_OUTCOME_PARTS = ("final", "outcome.json")
 
 _VERSION = re.compile(r"^[0-9]+$")
 
@@ -109,7 +113,6 @@ def export_from_workdir(config, workdir: str, weights_path: str, model_name: Opt
     the config the weights were trained with. Returns the version folder written.
     """
     from tf_twostage.data.prepare import prepare_data  # pylint: disable=import-outside-toplevel
-    from tf_twostage.models import build_classifier  # pylint: disable=import-outside-toplevel
 
     weights_path = os.fspath(weights_path)
     if not os.path.isfile(weights_path):
@@ -123,8 +126,7 @@ def export_from_workdir(config, workdir: str, weights_path: str, model_name: Opt
     try:
         workdir_lock.remove_temporaries(os.path.join(workdir, EXPORT_DIR))
         data = prepare_data(config)
-        classifier = build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
-        load_classifier_weights(classifier, weights_path)
+        classifier = run_classifier(config, data, workdir, weights_path)
         return export_classifier(
             classifier,
             data.preprocessor,
@@ -136,6 +138,31 @@ def export_from_workdir(config, workdir: str, weights_path: str, model_name: Opt
         )
     finally:
         workdir_lock.release(workdir)
+
+
+def recorded_ensemble_size(workdir: Optional[str], weights_path: str) -> int:
+    """How many networks `weights_path` holds: for a run's final weights, the `ensemble_size` its
+    `final/outcome.json` records (`stage2.ensemble_size`, or what the heavy-noise switch set); else 1."""
+    if not workdir:
+        return 1
+    final = os.path.join(workdir, *FINAL_WEIGHTS_PARTS)
+    record = os.path.join(workdir, *FINAL_OUTCOME_PARTS)
+    if os.path.abspath(os.fspath(weights_path)) != os.path.abspath(final) or not os.path.isfile(record):
+        return 1
+    return int(io_utils.read_json(record).get("ensemble_size", 1))
+
+
+def run_classifier(config, data, workdir: Optional[str], weights_path: str) -> keras.Model:
+    """The classifier of `config.model` with `weights_path` loaded: the average of as many networks as the
+    weights hold (`recorded_ensemble_size`). Stage 2's noise and dropout layers have no weights: the plain
+    architecture takes its weights."""
+    from tf_twostage.models import build_classifier  # pylint: disable=import-outside-toplevel
+
+    members = recorded_ensemble_size(workdir, weights_path)
+    classifier = average_ensemble([build_classifier(config.model, data.image_shape, data.num_classes, config.seed)
+                                   for _ in range(members)])
+    load_classifier_weights(classifier, weights_path)
+    return classifier
 
 
 def load_classifier_weights(classifier: keras.Model, weights_path: str) -> None:
