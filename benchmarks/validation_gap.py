@@ -61,7 +61,7 @@ def run_values(workdir: str) -> dict:
     data = prepare_data(config)
     if not data.train.has_clean_labels:
         return None
-    classifier = final_classifier(config, data)
+    classifier = final_classifier(config, data, int(results.get("ensemble_size") or 1))
     classifier.load_weights(os.path.join(workdir, "final", "classifier.weights.h5"))
     batch = eval_batch_size(config)
     predictions = predict_probabilities(classifier, data.validation, data.preprocessor, batch).argmax(1)

@@ -142,7 +142,8 @@ def test_each_network_is_its_seeds_whatever_ran_before_it_in_the_process(ensembl
         shutil.copy(workdir / name, tmp_path / name)
     shutil.copytree(workdir / "stage1", tmp_path / "stage1")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    manifest["stages"] = {stage: entry for stage, entry in manifest["stages"].items() if stage in ("stage1", "selection")}
+    manifest["stages"] = {stage: entry for stage, entry in manifest["stages"].items()
+                          if stage in ("stage1", "selection")}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     resumed = run_experiment(config, str(tmp_path))
     assert resumed["test_accuracy"] == pytest.approx(results["test_accuracy"])

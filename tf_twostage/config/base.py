@@ -136,7 +136,7 @@ def base_config() -> ml_collections.ConfigDict:
     # The last Stage-2 round trains this many networks, network k from seed + k (network 0 is the one a single
     # run trains), and the run's classifier averages their probabilities (tf_twostage.models.ensemble): each
     # network costs a Stage 2. Under the heavy-noise switch at least heavy_noise_ensemble_size: on 15% of the
-    # labels one network's accuracy swung by 1.4 points with its seed alone (tf_twostage.runs.heavy_noise).
+    # labels one network's accuracy moved by up to 1.9 points with its seed alone (tf_twostage.runs.heavy_noise).
     config.stage2.ensemble_size = 1
     config.stage2.heavy_noise_ensemble_size = 3
     config.stage2.batch_size = 100  # global: half labeled (class-balanced), half unlabeled
