@@ -115,7 +115,7 @@ def run_two_stage(config, data: PreparedData, strategy, workdir: str) -> dict:
     classifier, last_round = train_stage2(
         config, data, kept, strategy, workdir, weights_path(workdir),
         validation_positions=plan.positions, validation_split=plan.split, members=members,
-        member_callbacks=lambda member: [keepers[member]],
+        extra_callbacks=[[keeper] for keeper in keepers],
     )
     histories.update(last_round)
     histories["stage1"] = io_utils.read_json(os.path.join(workdir, "stage1", "history.json"))
@@ -210,7 +210,7 @@ def run_stage2_all_labels(config, data: PreparedData, strategy, workdir: str) ->
     keepers = plan.member_keepers(members)
     classifier, histories = train_stage2(config, data, np.ones(len(data.train), bool), strategy, workdir,
                                          weights_path(workdir), validation_split=plan.split, members=members,
-                                         member_callbacks=lambda member: [keepers[member]])
+                                         extra_callbacks=[[keeper] for keeper in keepers])
     return {"classifier": classifier, "history": histories, "ensemble_size": members,
             "validation": _report_after_training(config, data, classifier, plan, "stage2")}
 

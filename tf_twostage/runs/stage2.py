@@ -152,20 +152,20 @@ def scaled_to_data(config, num_examples: int):
 
 def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage1_weights: str,
                  validation_positions=None, validation_split=None, extra_callbacks=(), stage_name: str = "stage2",
-                 finetune: bool = True, members: int = 1, member_callbacks=None):
+                 finetune: bool = True, members: int = 1):
     """Trains the semi-supervised classifier from `stage1_weights`; returns (classifier, history dict).
 
     `kept` is Stage 1's boolean mask over `data.train`; `validation_split` (default: the noisy validation
     split) and `validation_positions` (default: all of it) are the examples `val_accuracy` scores;
-    `extra_callbacks` (e.g. `BestEpochKeeper`) see the trainer's logs. `stage_name` names the checkpoint
-    and TensorBoard folders and the history entry (a second round has its own); `finetune=False` skips the
-    clean fine-tuning (`stage2.finetune_epochs`) of a round that is not the last.
+    `extra_callbacks[k]` (e.g. `[BestEpochKeeper]`) are network k's further callbacks, which see its trainer's
+    logs. `stage_name` names the checkpoint and TensorBoard folders and the history entry (a second round has
+    its own); `finetune=False` skips the clean fine-tuning (`stage2.finetune_epochs`) of a round that is not
+    the last.
 
     `members` > 1 (`stage2.ensemble_size`) trains that many networks one after the other, member k with the
     seed `config.seed + k` (its initialization, stream order, augmentation and noise; member 0 is the network
     `members=1` trains), each under `<stage_name>_member<k>` (member 0 under `stage_name`), and returns their
-    average (`tf_twostage.models.ensemble`), fine-tuned as one model. `member_callbacks(k)` gives member k's
-    extra callbacks (default: `extra_callbacks` for member 0, none for the others).
+    average (`tf_twostage.models.ensemble`), fine-tuned as one model.
     """
     members = int(members)
     networks, histories = [], {}
@@ -175,8 +175,7 @@ def train_stage2(config, data: PreparedData, kept, strategy, workdir: str, stage
             member_config = config.copy_and_resolve_references()
             member_config.seed = int(config.seed) + member
         name = stage_name if not member else f"{stage_name}_member{member}"
-        callbacks = (member_callbacks(member) if member_callbacks is not None
-                     else (extra_callbacks if not member else ()))
+        callbacks = extra_callbacks[member] if member < len(extra_callbacks) else ()
         network, history = _train_network(member_config, data, kept, strategy, workdir, stage1_weights,
                                           validation_positions, validation_split, callbacks, name)
         networks.append(network)
