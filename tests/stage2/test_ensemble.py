@@ -17,7 +17,7 @@ from tf_twostage.models.ensemble import MAX_MEMBERS, average_ensemble, ensemble_
 from tf_twostage.runs.experiment import METHODS, run_experiment
 from tf_twostage.runs.heavy_noise import stage2_overrides
 from tf_twostage.serving.evaluation import evaluate_model, saved_model_probabilities
-from tf_twostage.serving.export import recorded_ensemble_size
+from tf_twostage.serving.export import recorded_ensemble_size, stored_ensemble_size
 from tf_twostage.serving.prediction import load_export
 from tf_twostage.training.metrics import predict_probabilities
 
@@ -121,6 +121,19 @@ def test_evaluate_and_the_export_score_the_average(ensemble_run):
     data = prepare_data(config)
     served = saved_model_probabilities(export, data.test)
     assert float(np.mean(served.argmax(1) == data.test.clean_labels)) == pytest.approx(results["test_accuracy"])
+
+
+def test_moved_ensemble_weights_are_recognized_from_the_file_itself(ensemble_run, tmp_path):
+    # --weights naming a copy of the final weights (no outcome.json beside it): the file says how many networks.
+    config, workdir, results = ensemble_run
+    moved = tmp_path / "elsewhere.weights.h5"
+    shutil.copyfile(workdir / "final" / "classifier.weights.h5", moved)
+    assert stored_ensemble_size(str(moved)) == 2 and recorded_ensemble_size(str(workdir), str(moved)) == 2
+    assert stored_ensemble_size(str(workdir / "stage1" / "classifier.weights.h5")) == 1
+    (tmp_path / "not_weights.h5").write_text("not an HDF5 file")
+    assert stored_ensemble_size(str(tmp_path / "not_weights.h5")) == 1  # loading it then says what is wrong
+    report = evaluate_model("test", workdir=str(workdir), weights=str(moved), output=str(tmp_path / "report.json"))
+    assert report["accuracy"] == pytest.approx(results["test_accuracy"])
 
 
 def test_a_rerun_reloads_the_average_from_the_final_weights(ensemble_run):

@@ -34,8 +34,8 @@ from tf_twostage.data.image_check import bad_files_named
 from tf_twostage.data.prepare import PreparedData, prepare_data
 from tf_twostage.training.distribution import check_global_batch_size, make_strategy, worker_workdir
 from tf_twostage.training.metrics import evaluate_classifier
-from tf_twostage.serving.export import (ENCODED_IMAGE_DATASETS, EXPORT_DIR, FINAL_OUTCOME_PARTS, FINAL_WEIGHTS_PARTS,
-                                        export_classifier)
+from tf_twostage.serving.export import ENCODED_IMAGE_DATASETS, export_classifier
+from tf_twostage.utils.artifacts import EXPORT_DIR, FINAL_OUTCOME, FINAL_WEIGHTS
 from tf_twostage.runs.manifest import RunManifest, check_workdir
 from tf_twostage.models import build_classifier
 from tf_twostage.models.ensemble import average_ensemble
@@ -61,9 +61,6 @@ from tf_twostage.runs.stage2 import build_semi_supervised_classifier, train_stag
 from tf_twostage.runs.validation import plan_validation, resolve_source, validation_report
 from tf_twostage.stage1.selection import check_every_class_kept
 
-FINAL_DIR = FINAL_WEIGHTS_PARTS[0]
-FINAL_WEIGHTS = os.path.join(*FINAL_WEIGHTS_PARTS)
-FINAL_OUTCOME = os.path.join(*FINAL_OUTCOME_PARTS)  # what the method returned besides the classifier
 SEMI_SUPERVISED_METHODS = ("two_stage", "stage2_all_labels")  # their classifier has the Stage-2 noise layers
 SELECTING_METHODS = ("two_stage", "stage1_only", "improved_baseline")  # they run Stage 1's selection (run_stage1)
 

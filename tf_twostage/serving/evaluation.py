@@ -15,9 +15,9 @@ import tensorflow as tf
 
 from tf_twostage.config.compare import check_run_config
 from tf_twostage.utils import io_utils
+from tf_twostage.utils.artifacts import EVALUATION_DIR, FINAL_WEIGHTS, STAGE1_DIR, STAGE1_WEIGHTS_FILE
 from tf_twostage.config.base import eval_batch_size
-from tf_twostage.data.pipelines import evaluation_dataset, gather_batches
-from tf_twostage.data.preprocess import Preprocessor
+from tf_twostage.data.pipelines import gather_batches
 from tf_twostage.data.source import UNKNOWN_LABEL, ImageSplit
 from tf_twostage.training.metrics import classification_metrics, predict_probabilities
 
@@ -26,14 +26,13 @@ from tf_twostage.training.metrics import classification_metrics, predict_probabi
 
 EVALUATION_SPLITS = ("test", "validation", "train")
 _MODEL_KEYS = ("model.", "method", "data.image_size", "data.channels")  # what the run's weights were built for
-EVALUATION_DIR = "evaluation"  # under a run's workdir
-WEIGHTS_CANDIDATES = (("final", "classifier.weights.h5"), ("stage1", "classifier.weights.h5"))
+WEIGHTS_CANDIDATES = (FINAL_WEIGHTS, os.path.join(STAGE1_DIR, STAGE1_WEIGHTS_FILE))  # under a run's workdir
 
 
 def default_weights(workdir: str) -> str:
     """The classifier weights a run ended with: the first of DIR/final/classifier.weights.h5 and
     DIR/stage1/classifier.weights.h5 that exists."""
-    candidates = [os.path.join(workdir, *parts) for parts in WEIGHTS_CANDIDATES]
+    candidates = [os.path.join(workdir, path) for path in WEIGHTS_CANDIDATES]
     for path in candidates:
         if os.path.isfile(path):
             return path

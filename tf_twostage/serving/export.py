@@ -31,16 +31,13 @@ from tf_twostage.training.trainer import ClassifierTrainer
 from tf_twostage.data import source
 from tf_twostage.models.ensemble import average_ensemble
 from tf_twostage.utils import io_utils, workdir_lock
+from tf_twostage.utils.artifacts import EXPORT_DIR, FINAL_OUTCOME, FINAL_WEIGHTS
 from tf_twostage.data.preprocess import Preprocessor
 
-EXPORT_DIR = "export"  # under a run's workdir
 CLASS_NAMES_FILE = "class_names.txt"
 IMAGE_ENDPOINT = "serving_default"
 BYTES_ENDPOINT = "serving_bytes"
 ENCODED_IMAGE_DATASETS = ("clothing1m", "folder", "csv")  # config data.name values read from image files
-# A run's final weights and the record beside them (`tf_twostage.runs.experiment`: FINAL_WEIGHTS, FINAL_OUTCOME).
-FINAL_WEIGHTS_PARTS = ("final", "classifier.weights.h5")
-FINAL_OUTCOME_PARTS = ("final", "outcome.json")
 
 _VERSION = re.compile(r"^[0-9]+$")
 
@@ -142,14 +139,33 @@ def export_from_workdir(config, workdir: str, weights_path: str, model_name: Opt
 
 def recorded_ensemble_size(workdir: Optional[str], weights_path: str) -> int:
     """How many networks `weights_path` holds: for a run's final weights, the `ensemble_size` its
-    `final/outcome.json` records (`stage2.ensemble_size`, or what the heavy-noise switch set); else 1."""
-    if not workdir:
+    `final/outcome.json` records (`stage2.ensemble_size`, or what the heavy-noise switch set); for any
+    other file (moved or copied elsewhere, `--weights`), what the file itself holds (`stored_ensemble_size`)."""
+    record = os.path.join(workdir, FINAL_OUTCOME) if workdir else None
+    final = os.path.join(workdir, FINAL_WEIGHTS) if workdir else None
+    if record and os.path.abspath(os.fspath(weights_path)) == os.path.abspath(final) and os.path.isfile(record):
+        return int(io_utils.read_json(record).get("ensemble_size", 1))
+    return stored_ensemble_size(weights_path)
+
+
+def stored_ensemble_size(weights_path: str) -> int:
+    """How many networks a Keras weights file holds: an `average_ensemble`'s file has, at its top, its
+    input, the `Average` layer and one model per network; any other file is one network (1). A file that
+    cannot be read counts as 1: loading it then says what is wrong with it."""
+    import h5py  # pylint: disable=import-outside-toplevel  (Keras' own dependency for .weights.h5)
+
+    try:
+        with h5py.File(os.fspath(weights_path), "r") as store:
+            top = store.get("layers")
+            names = list(top.keys()) if isinstance(top, h5py.Group) else []
+            if "average" not in names:
+                return 1
+            networks = [name for name in names if name != "average" and not name.startswith("input_layer")
+                        and isinstance(top[name].get("layers"), h5py.Group)]
+            others = len(names) - len(networks) - 1 - sum(name.startswith("input_layer") for name in names)
+    except (OSError, ValueError):
         return 1
-    final = os.path.join(workdir, *FINAL_WEIGHTS_PARTS)
-    record = os.path.join(workdir, *FINAL_OUTCOME_PARTS)
-    if os.path.abspath(os.fspath(weights_path)) != os.path.abspath(final) or not os.path.isfile(record):
-        return 1
-    return int(io_utils.read_json(record).get("ensemble_size", 1))
+    return len(networks) if len(networks) >= 2 and others == 0 else 1
 
 
 def run_classifier(config, data, workdir: Optional[str], weights_path: str) -> keras.Model:
