@@ -157,15 +157,12 @@ def stored_ensemble_size(weights_path: str) -> int:
     try:
         with h5py.File(os.fspath(weights_path), "r") as store:
             top = store.get("layers")
-            names = list(top.keys()) if isinstance(top, h5py.Group) else []
-            if "average" not in names:
-                return 1
-            networks = [name for name in names if name != "average" and not name.startswith("input_layer")
-                        and isinstance(top[name].get("layers"), h5py.Group)]
-            others = len(names) - len(networks) - 1 - sum(name.startswith("input_layer") for name in names)
+            names = [name for name in (top.keys() if isinstance(top, h5py.Group) else ())
+                     if not name.startswith("input_layer")]
+            networks = [name for name in names if isinstance(top[name].get("layers"), h5py.Group)]
     except (OSError, ValueError):
         return 1
-    return len(networks) if len(networks) >= 2 and others == 0 else 1
+    return len(networks) if "average" in names and len(networks) >= 2 and len(names) == len(networks) + 1 else 1
 
 
 def run_classifier(config, data, workdir: Optional[str], weights_path: str) -> keras.Model:
